@@ -1,0 +1,3 @@
+"""mts: collect CoinGecko market data into a local, query-ready data folder."""
+
+__version__ = "0.1.0"
