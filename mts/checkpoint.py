@@ -1,0 +1,119 @@
+"""Resume state: which span of each series has been fetched. Versioned JSON, written atomically
+after the data it describes, and rebuildable from the data files alone."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import orjson
+
+from .atomic import write_bytes_atomic
+from .errors import CorruptFileError
+from .intervals import INTERVAL_MS
+from .layout import Layout, SeriesKey
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Span:
+    """[start_ms, end_ms): every hour/candle in it was asked for and answered (holes the API
+    itself has are inside a span too)."""
+
+    start: int
+    end: int
+
+    def union(self, other: Span) -> Span:
+        return Span(min(self.start, other.start), max(self.end, other.end))
+
+
+class Checkpoint:
+    """Thread-safe in memory; `save()` persists it atomically."""
+
+    def __init__(self, layout: Layout, spans: dict[SeriesKey, Span] | None = None, last_run: dict | None = None):
+        self.layout = layout
+        self._spans: dict[SeriesKey, Span] = dict(spans or {})
+        self.last_run: dict | None = last_run
+        self._lock = threading.Lock()
+        self._save_lock = threading.Lock()  # serialise+write as one step: newest state wins
+
+    # --- reading ------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, layout: Layout) -> Checkpoint:
+        """The saved checkpoint; rebuilt from the files when it is missing or unreadable."""
+        path = layout.checkpoint_path
+        if not path.exists():
+            return cls.rebuild(layout) if (layout.root / "market_chart").exists() or (layout.root / "ohlc").exists() else cls(layout)
+        try:
+            doc = orjson.loads(path.read_bytes())
+            if doc.get("version") != VERSION:
+                raise ValueError(f"version {doc.get('version')!r}")
+            spans = {}
+            for dataset, by_interval in doc.get("series", {}).items():
+                for interval, by_asset in by_interval.items():
+                    for asset, span in by_asset.items():
+                        spans[SeriesKey(dataset, interval, asset)] = Span(int(span["from"]), int(span["to"]))
+            return cls(layout, spans, doc.get("last_run"))
+        except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+            log.warning("checkpoint %s unreadable (%s): rebuilding it from the data files", path, exc)
+            return cls.rebuild(layout)
+
+    @classmethod
+    def rebuild(cls, layout: Layout) -> Checkpoint:
+        """Spans from the files: first stored row to the end of the last one."""
+        from .store import Store  # polars-heavy; only needed here
+
+        store = Store(layout)
+        spans = {}
+        for dataset in ("market_chart", "ohlc"):
+            for key in layout.iter_series(dataset):
+                try:
+                    df = store.read_series(key)
+                except CorruptFileError:
+                    continue
+                if df.is_empty() or key.interval not in INTERVAL_MS:
+                    continue
+                first = df["timestamp"].min().timestamp() * 1000
+                last = df["timestamp"].max().timestamp() * 1000
+                spans[key] = Span(int(first), int(last) + INTERVAL_MS[key.interval])
+        return cls(layout, spans)
+
+    def span(self, key: SeriesKey) -> Span | None:
+        with self._lock:
+            return self._spans.get(key)
+
+    def spans(self) -> dict[SeriesKey, Span]:
+        with self._lock:
+            return dict(self._spans)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def extend(self, key: SeriesKey, span: Span) -> None:
+        """Record that `span` of `key` is stored. Callers extend contiguously."""
+        with self._lock:
+            old = self._spans.get(key)
+            self._spans[key] = old.union(span) if old else span
+
+    def forget(self, key: SeriesKey) -> None:
+        with self._lock:
+            self._spans.pop(key, None)
+
+    def to_json(self) -> bytes:
+        with self._lock:
+            series: dict = {}
+            for key, span in sorted(self._spans.items(), key=lambda kv: (kv[0].dataset, kv[0].interval, kv[0].asset_id)):
+                series.setdefault(key.dataset, {}).setdefault(key.interval, {})[key.asset_id] = {
+                    "from": span.start,
+                    "to": span.end,
+                }
+            doc = {"version": VERSION, "series": series, "last_run": self.last_run}
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+
+    def save(self) -> None:
+        with self._save_lock:
+            write_bytes_atomic(self.layout.checkpoint_path, self.to_json())

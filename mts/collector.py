@@ -1,0 +1,451 @@
+"""The collect job: discover the universe, plan, fetch, validate, merge, checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+import polars as pl
+import requests
+
+from . import transforms as tf
+from .atomic import remove_stale_temps, write_bytes_atomic
+from .checkpoint import Checkpoint, Span
+from .client import CoinGeckoClient
+from .errors import (
+    ApiError,
+    ExitCode,
+    HistoryLimit,
+    MtsError,
+    RetryLater,
+    SkipAsset,
+    StopRun,
+    StorageError,
+    Unreachable,
+)
+from .intervals import INTERVAL_MS
+from .layout import Layout, SeriesKey
+from .lock import DataLock
+from .planner import (
+    DAY,
+    HISTORY_MARGIN_MS,
+    HOUR,
+    AssetPlan,
+    CollectPlan,
+    OhlcCall,
+    RangeCall,
+    plan_collect,
+)
+from .ratelimit import RateLimiter
+from .settings import Settings
+from .stats import RunStats
+from .store import Store
+from .universe import fetch_snapshot
+from .universe import snapshot_hours as snap_hours
+from .validate import apply_rules, market_chart_rules, ohlc_rules
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+@dataclass
+class AssetOutcome:
+    asset_id: str
+    ok: bool = True
+    category: str | None = None  # not_found, server_errors, history_limit, bad_answer, interrupted
+    reason: str | None = None
+    rows: int = 0
+    quarantined: int = 0
+
+
+@dataclass
+class CollectResult:
+    started_at: datetime
+    finished_at: datetime | None = None
+    universe: list[str] = field(default_factory=list)
+    outcomes: dict[str, AssetOutcome] = field(default_factory=dict)
+    markets_rows: int = 0
+    quarantined: int = 0
+    lost: list[str] = field(default_factory=list)
+    stats: RunStats = field(default_factory=RunStats)
+    interrupted: bool = False
+    error: str | None = None
+
+    @property
+    def failed(self) -> dict[str, AssetOutcome]:
+        return {a: o for a, o in self.outcomes.items() if not o.ok}
+
+    @property
+    def rows_stored(self) -> int:
+        return self.markets_rows + sum(o.rows for o in self.outcomes.values())
+
+    @property
+    def rows_quarantined(self) -> int:
+        return self.quarantined + sum(o.quarantined for o in self.outcomes.values())
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
+        if self.error:
+            return ExitCode.FAILURE
+        if self.failed:
+            if len(self.failed) == len(self.outcomes) and self.rows_stored == 0:
+                return ExitCode.FAILURE
+            return ExitCode.PARTIAL
+        return ExitCode.OK
+
+    def summary(self) -> dict:
+        """The run_summary event: machine-readable, one per run."""
+        failed = self.failed
+        categories: dict[str, int] = {}
+        for o in failed.values():
+            categories[o.category or "other"] = categories.get(o.category or "other", 0) + 1
+        return {
+            "event": "run_summary",
+            "started_at": self.started_at.isoformat(),
+            "finished_at": (self.finished_at or self.started_at).isoformat(),
+            "duration_s": round(((self.finished_at or self.started_at) - self.started_at).total_seconds(), 3),
+            "outcome": self.exit_code.name.lower(),
+            "exit_code": int(self.exit_code),
+            "assets_attempted": len(self.outcomes),
+            "assets_succeeded": len(self.outcomes) - len(failed),
+            "assets_failed": len(failed),
+            "failed": {a: {"category": o.category, "reason": o.reason} for a, o in sorted(failed.items())},
+            "failure_categories": categories,
+            "rows_stored": self.rows_stored,
+            "rows_quarantined": self.rows_quarantined,
+            "lost": self.lost,
+            **self.stats.as_dict(),
+            "error": self.error,
+        }
+
+
+class Interrupted(Exception):
+    """The stop event was set between two calls."""
+
+
+class Collector:
+    """One collect run. Built from plain values; `run()` returns a CollectResult."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = system_clock,
+        session_factory: Callable[[], requests.Session] = requests.Session,
+        stop: threading.Event | None = None,
+        on_progress: Callable[[int, int, CollectResult], None] | None = None,
+    ):
+        self.settings = settings
+        self.clock = clock
+        self.layout = Layout(settings.data_dir, settings.fmt)
+        self.store = Store(self.layout)
+        self.stats = RunStats()
+        self.limiter = RateLimiter(settings.rate_per_min)
+        self.client = CoinGeckoClient(settings, self.limiter, self.stats, session_factory=session_factory)
+        self.stop = stop or threading.Event()
+        self.on_progress = on_progress
+        self.lock = DataLock(self.layout.lock_path)
+        self._rejects: list[dict] = []
+        self._rejects_lock = threading.Lock()
+
+    # --- the run ------------------------------------------------------------------------------
+
+    def run(self) -> CollectResult:
+        started = self.clock()
+        result = CollectResult(started_at=started, stats=self.stats)
+        # Lock first when the folder is already ours (no file is created); on a fresh folder,
+        # reach the API first so that a run without network touches nothing.
+        if self.layout.state_dir.is_dir():
+            self.lock.acquire()
+        try:
+            try:
+                self._run(result)
+            except MtsError as exc:
+                result.error = str(exc)
+                result.finished_at = self.clock()
+                if self.lock.held:
+                    self._save_last_run(result)
+                raise
+            except Interrupted:
+                result.interrupted = True
+            except KeyboardInterrupt:
+                self.stop.set()
+                result.interrupted = True
+            finally:
+                self.limiter.stop()
+                self._write_quarantine(started)
+            result.finished_at = self.clock()
+            if self.lock.held:
+                self._save_last_run(result)
+            return result
+        finally:
+            self.lock.release()
+
+    def _run(self, result: CollectResult) -> None:
+        s = self.settings
+        now_ms = _ms(self.clock())
+        snapshot = None
+        ids = s.assets
+        wants_snapshot = s.assets is None or "markets" in s.datasets or "market_chart" in s.datasets
+        if wants_snapshot:
+            snapshot = self._discover(result, now_ms)
+            universe = snapshot["asset_id"].to_list() if s.assets is None else list(s.assets)
+        else:
+            universe = list(ids or [])
+        result.universe = universe
+
+        if not self.lock.held:
+            self.lock.acquire()
+        remove_stale_temps(self.layout.root)
+        checkpoint = Checkpoint.load(self.layout)
+        self.checkpoint = checkpoint
+
+        if snapshot is not None and "markets" in s.datasets and not snapshot.is_empty():
+            result.markets_rows = self.store.merge(None, "markets", snapshot.drop("id_error", "type_error")).rows_added
+
+        snapshot_hours = None
+        snap_samples: dict[str, pl.DataFrame] = {}
+        if snapshot is not None and "market_chart" in s.datasets:
+            snapshot_hours = snap_hours(snapshot)
+            samples = tf.markets_to_samples(snapshot)
+            for asset_id, part in samples.partition_by("asset_id", as_dict=True).items():
+                snap_samples[asset_id[0]] = part.drop("asset_id")
+
+        plan = plan_collect(
+            universe=universe, datasets=s.datasets, days=s.days, now_ms=now_ms, plan=s.plan,
+            spans=checkpoint.spans(), snapshot_hours=snapshot_hours, markets=[],
+        )
+        for lost in plan.lost:
+            msg = f"{lost.key}: {lost.reason} ({_iso(lost.start)} to {_iso(lost.end)} cannot be fetched again)"
+            result.lost.append(msg)
+            log.warning(msg)
+        self._execute(plan, snap_samples, result)
+
+    # --- discovery ----------------------------------------------------------------------------
+
+    def _discover(self, result: CollectResult, now_ms: int) -> pl.DataFrame:
+        valid, rejects = fetch_snapshot(self.client, self.settings)
+        self._quarantine("markets", None, None, rejects)
+        result.quarantined += rejects.height
+        return valid
+
+    # --- execution ----------------------------------------------------------------------------
+
+    def _execute(self, plan: CollectPlan, snap_samples: dict[str, pl.DataFrame], result: CollectResult) -> None:
+        total = len(plan.assets)
+        done = 0
+        fatal: BaseException | None = None
+        workers = max(1, min(self.settings.workers, total))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mts") as pool:
+            futures = {
+                pool.submit(self._collect_asset, ap, plan, snap_samples.get(ap.asset_id)): ap.asset_id
+                for ap in plan.assets
+            }
+            try:
+                for fut in as_completed(futures):
+                    try:
+                        outcome = fut.result()
+                    except (StopRun, Unreachable, StorageError) as exc:
+                        # Every further call or write would fail alike: stop the others.
+                        if fatal is None:
+                            fatal = exc
+                        self.stop.set()
+                        self.limiter.stop()
+                        continue
+                    except Interrupted:
+                        outcome = AssetOutcome(futures[fut], ok=False, category="interrupted", reason="interrupted")
+                    result.outcomes[outcome.asset_id] = outcome
+                    done += 1
+                    if self.on_progress:
+                        self.on_progress(done, total, result)
+            except KeyboardInterrupt:
+                self.stop.set()
+                self.limiter.stop()
+                for f in futures:
+                    f.cancel()
+                raise Interrupted() from None
+        if fatal is not None:
+            raise fatal
+        if self.stop.is_set():
+            raise Interrupted()
+
+    def _collect_asset(self, ap: AssetPlan, plan: CollectPlan, snap: pl.DataFrame | None) -> AssetOutcome:
+        outcome = AssetOutcome(ap.asset_id)
+        if self.stop.is_set():
+            raise Interrupted()
+        try:
+            for call in ap.ranges:
+                self._check_stop()
+                self._fetch_range(call, plan.window_start, outcome)
+            if ap.snapshot_hour is not None and snap is not None:
+                self._store_snapshot_sample(ap, snap, plan.window_start, outcome)
+            if ap.ohlc is not None:
+                self._check_stop()
+                self._fetch_ohlc(ap.ohlc, outcome)
+        except InterruptedError:
+            raise Interrupted() from None
+        except (SkipAsset, RetryLater, HistoryLimit) as exc:
+            outcome.ok = False
+            outcome.category = _category(exc)
+            outcome.reason = str(exc)
+            log.error("%s: %s", ap.asset_id, exc)
+        return outcome
+
+    def _check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Interrupted()
+
+    def _fetch_range(self, call: RangeCall, window_start: int, outcome: AssetOutcome) -> None:
+        key = SeriesKey("market_chart", "1h", call.asset_id)
+        start = call.start
+        history = self.settings.plan.history_days
+        for _ in range(2):
+            now_ms = _ms(self.clock())
+            if history is not None:
+                # The depth limit is checked when the call arrives: re-clamp at call time.
+                start = max(start, _ceil_hour(now_ms - history * DAY + HISTORY_MARGIN_MS))
+            if start >= call.end:
+                return
+            try:
+                payload = self.client.market_chart_range(call.asset_id, start // 1000, call.end // 1000)
+                break
+            except HistoryLimit:
+                start += DAY  # the server's clock or limit differs from ours: clamp harder, once
+        else:
+            raise HistoryLimit(f"{call.asset_id}: window still beyond the history depth after clamping")
+        samples = self._parse(tf.market_chart_samples, payload, call.asset_id)
+        valid, rejects = apply_rules(samples, market_chart_rules(start, call.end, now_ms))
+        self._quarantine("market_chart", "1h", call.asset_id, rejects)
+        outcome.quarantined += rejects.height
+        rows = tf.bucket_hourly(valid)
+        merged = self.store.merge(key, "market_chart", rows)
+        outcome.rows += merged.rows_added
+        # The current hour is never "covered": its sample may not be published yet.
+        covered_end = min(call.end, now_ms - now_ms % HOUR)
+        if covered_end > start:
+            self._extend(key, Span(start, covered_end))
+
+    def _store_snapshot_sample(self, ap: AssetPlan, snap: pl.DataFrame, window_start: int, outcome: AssetOutcome) -> None:
+        key = SeriesKey("market_chart", "1h", ap.asset_id)
+        now_ms = _ms(self.clock())
+        assert ap.snapshot_hour is not None
+        valid, rejects = apply_rules(snap, market_chart_rules(window_start, now_ms, now_ms))
+        self._quarantine("market_chart", "1h", ap.asset_id, rejects)
+        outcome.quarantined += rejects.height
+        merged = self.store.merge(key, "market_chart", tf.bucket_hourly(valid))
+        outcome.rows += merged.rows_added
+        if not valid.is_empty():
+            self._extend(key, Span(ap.snapshot_hour, ap.snapshot_hour + HOUR))
+
+    def _fetch_ohlc(self, call: OhlcCall, outcome: AssetOutcome) -> None:
+        key = SeriesKey("ohlc", call.interval, call.asset_id)
+        length = INTERVAL_MS[call.interval]
+        payload = self.client.ohlc(call.asset_id, call.days)
+        now_ms = _ms(self.clock())
+        candles = self._parse(tf.ohlc_candles, payload, call.asset_id)
+        final, forming = tf.split_forming(candles, now_ms)
+        valid, rejects = apply_rules(final, ohlc_rules(length, now_ms - call.days * DAY, now_ms))
+        self._quarantine("ohlc", call.interval, call.asset_id, rejects)
+        outcome.quarantined += rejects.height
+        rows = tf.candles_to_rows(valid, length)
+        merged = self.store.merge(key, "ohlc", rows)
+        outcome.rows += merged.rows_added
+        if not rows.is_empty():
+            first = _ms(rows["timestamp"].min())
+            last_close = _ms(rows["timestamp"].max()) + length
+            self._extend(key, Span(min(first, call.need_from), last_close))
+
+    def _parse(self, parser, payload, asset_id: str) -> pl.DataFrame:
+        try:
+            return parser(payload)
+        except ValueError as exc:
+            raise SkipAsset(f"{asset_id}: unusable answer ({exc})") from None
+
+    def _extend(self, key: SeriesKey, span: Span) -> None:
+        # Data first (already on disk), checkpoint second.
+        old = self.checkpoint.span(key)
+        if old is not None and (span.start > old.end or span.end < old.start):
+            self.checkpoint.forget(key)  # not contiguous: keep the newer span only
+        self.checkpoint.extend(key, span)
+        self.checkpoint.save()
+
+    # --- quarantine and last run -----------------------------------------------------------------
+
+    def _quarantine(self, dataset: str, interval: str | None, asset_id: str | None, rejects: pl.DataFrame) -> None:
+        if rejects.is_empty():
+            return
+        fetched = self.clock().isoformat()
+        rows = []
+        for rec in rejects.to_dicts():
+            rule = rec.pop("rule")
+            rows.append({
+                "dataset": dataset, "interval": interval,
+                "asset_id": asset_id if asset_id is not None else rec.get("asset_id"),
+                "rule": rule, "fetched_at": fetched, "row": rec,
+            })
+        with self._rejects_lock:
+            self._rejects.extend(rows)
+
+    def _write_quarantine(self, started: datetime) -> None:
+        if not self._rejects:
+            return
+        name = f"{started.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.jsonl"
+        body = b"".join(orjson.dumps(r, default=str) + b"\n" for r in self._rejects)
+        try:
+            write_bytes_atomic(self.layout.quarantine_dir / name, body)
+        except StorageError as exc:
+            log.error("could not write quarantined rows: %s", exc)
+
+    def _save_last_run(self, result: CollectResult) -> None:
+        cp = getattr(self, "checkpoint", None) or Checkpoint.load(self.layout)
+        summary = result.summary()
+        cp.last_run = {k: summary[k] for k in (
+            "started_at", "finished_at", "duration_s", "outcome", "exit_code", "assets_attempted",
+            "assets_succeeded", "assets_failed", "rows_stored", "rows_quarantined", "calls", "rate_limited", "retries",
+        )} | {"failed": summary["failed"], "calls_by_endpoint_status": summary["calls_by_endpoint_status"]}
+        try:
+            cp.save()
+        except StorageError as exc:
+            log.error("could not save the checkpoint: %s", exc)
+
+
+def _ceil_hour(ms: int) -> int:
+    return ms if ms % HOUR == 0 else ms - ms % HOUR + HOUR
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _category(exc: ApiError) -> str:
+    if isinstance(exc, HistoryLimit):
+        return "history_limit"
+    if isinstance(exc, RetryLater):
+        return "rate_limited" if "rate limited" in str(exc) else "server_errors"
+    if exc.status == 404:
+        return "not_found"
+    return "bad_answer"
+
+
+def collect(settings: Settings, **kw) -> CollectResult:
+    """Run one collect with `settings`; the same function the CLI calls."""
+    return Collector(settings, **kw).run()
+
+

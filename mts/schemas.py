@@ -1,0 +1,63 @@
+"""Column names and types of every dataset: the same in every file, Parquet or CSV."""
+
+from __future__ import annotations
+
+import polars as pl
+
+TS = pl.Datetime("ms", "UTC")
+
+MARKET_CHART = {
+    "timestamp": TS,
+    "price": pl.Float64,
+    "market_cap": pl.Float64,
+    "total_volume": pl.Float64,
+    "sampled_at": TS,
+}
+
+OHLC = {
+    "timestamp": TS,
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+}
+
+# Numeric fields of a /coins/markets item we keep, as (API field, column) pairs.
+MARKETS_NUMERIC = (
+    ("current_price", "price"),
+    ("market_cap", "market_cap"),
+    ("total_volume", "total_volume"),
+    ("circulating_supply", "circulating_supply"),
+    ("total_supply", "total_supply"),
+    ("max_supply", "max_supply"),
+    ("fully_diluted_valuation", "fully_diluted_valuation"),
+    ("high_24h", "high_24h"),
+    ("low_24h", "low_24h"),
+    ("price_change_24h", "price_change_24h"),
+    ("price_change_percentage_24h", "price_change_percentage_24h"),
+    ("market_cap_change_24h", "market_cap_change_24h"),
+    ("market_cap_change_percentage_24h", "market_cap_change_percentage_24h"),
+    ("ath", "ath"),
+    ("ath_change_percentage", "ath_change_percentage"),
+    ("atl", "atl"),
+    ("atl_change_percentage", "atl_change_percentage"),
+)
+
+MARKETS = {
+    "timestamp": TS,
+    "asset_id": pl.String,
+    "symbol": pl.String,
+    "name": pl.String,
+    "market_cap_rank": pl.Int64,
+    **{col: pl.Float64 for _, col in MARKETS_NUMERIC},
+    "last_updated": TS,
+}
+
+SCHEMAS = {"market_chart": MARKET_CHART, "ohlc": OHLC, "markets": MARKETS}
+
+# Merge key of each dataset inside one file; the hive partition supplies asset and interval.
+KEYS = {"market_chart": ["timestamp"], "ohlc": ["timestamp"], "markets": ["asset_id", "timestamp"]}
+
+
+def empty(dataset: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=SCHEMAS[dataset])

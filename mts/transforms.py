@@ -1,0 +1,227 @@
+"""Pure transforms from API payloads to dataset rows: parse, coerce, bucket, drop forming.
+
+Nothing here does I/O or reads the clock: `now` and windows come in as arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+
+import orjson
+import polars as pl
+
+from . import schemas
+from .errors import InvalidAssetId
+from .layout import encode_asset_id
+
+HOUR_MS = 3_600_000
+
+
+def parse_json(body: bytes):
+    """Decode a response body. Falls back to the stdlib for NaN/Infinity tokens orjson refuses.
+    Raises ValueError on a body that is not JSON (truncated, HTML)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)  # raises ValueError (json.JSONDecodeError) when really broken
+
+
+def _is_number(v) -> bool:
+    return type(v) in (int, float)
+
+
+def _column(values, dtype) -> tuple[pl.Series, list[bool] | None]:
+    """A typed column, and which entries had a wrong type (None when all were fine)."""
+    try:
+        return pl.Series(values=values, dtype=dtype, strict=True), None
+    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
+        bad = [not (v is None or _is_number(v)) for v in values]
+        clean = [v if (v is None or _is_number(v)) and not isinstance(v, bool) else None for v in values]
+        if dtype == pl.Int64:
+            clean = [int(v) if v is not None and math.isfinite(v) else None for v in clean]
+        return pl.Series(values=clean, dtype=dtype, strict=False), bad
+
+
+def _pairs(arr) -> tuple[list, list, list[bool]]:
+    """[[t, v], ...] → (ts, values, malformed-entry flags)."""
+    if not isinstance(arr, list):
+        return [], [], []
+    if all(type(p) is list and len(p) == 2 for p in arr):
+        ts, vals = zip(*arr, strict=True) if arr else ((), ())
+        return list(ts), list(vals), [False] * len(arr)
+    ts, vals, bad = [], [], []
+    for p in arr:
+        ok = isinstance(p, list) and len(p) == 2
+        ts.append(p[0] if ok else None)
+        vals.append(p[1] if ok else None)
+        bad.append(not ok)
+    return ts, vals, bad
+
+
+def market_chart_samples(payload) -> pl.DataFrame:
+    """Raw samples of a market_chart(/range) payload: sampled_at (ms), price, market_cap,
+    total_volume, type_error (null, or which field had a wrong type), raw (the entry as sent)."""
+    if not isinstance(payload, dict):
+        raise ValueError("market_chart payload is not a JSON object")
+    names = (("prices", "price"), ("market_caps", "market_cap"), ("total_volumes", "total_volume"))
+    parts = {}
+    for api_name, col in names:
+        ts, vals, malformed = _pairs(payload.get(api_name, []))
+        t_series, t_bad = _column(ts, pl.Int64)
+        v_series, v_bad = _column(vals, pl.Float64)
+        err = None
+        if t_bad or v_bad or any(malformed):
+            err = [
+                col if (m or (t_bad and t_bad[i]) or (v_bad and v_bad[i])) else None
+                for i, m in enumerate(malformed)
+            ]
+        parts[col] = pl.DataFrame(
+            {"sampled_at": t_series, col: v_series, f"err_{col}": pl.Series(err or [None] * len(ts), dtype=pl.String)}
+        )
+    price = parts["price"]
+    same_ts = all(
+        parts[c].height == price.height and parts[c]["sampled_at"].equals(price["sampled_at"])
+        for c in ("market_cap", "total_volume")
+    )
+    if same_ts:
+        df = pl.concat(
+            [price, parts["market_cap"].drop("sampled_at"), parts["total_volume"].drop("sampled_at")],
+            how="horizontal",
+        )
+    else:
+        # The arrays are documented to share timestamps; when they do not, align on the time.
+        df = price
+        for c in ("market_cap", "total_volume"):
+            other = parts[c].filter(pl.col("sampled_at").is_not_null()).unique("sampled_at", keep="first", maintain_order=True)
+            df = df.join(other, on="sampled_at", how="left")
+    return df.with_columns(
+        type_error=pl.coalesce("err_price", "err_market_cap", "err_total_volume")
+    ).drop("err_price", "err_market_cap", "err_total_volume")
+
+
+def bucket_hourly(samples: pl.DataFrame) -> pl.DataFrame:
+    """One row per UTC hour: the sample closest to the hour's start wins, ties broken by value,
+    so the winner does not depend on fetch order. Returns the market_chart schema."""
+    if samples.is_empty():
+        return schemas.empty("market_chart")
+    df = samples.select(
+        timestamp=(pl.col("sampled_at") - pl.col("sampled_at") % HOUR_MS).cast(schemas.TS),
+        price="price",
+        market_cap="market_cap",
+        total_volume="total_volume",
+        sampled_at=pl.col("sampled_at").cast(schemas.TS),
+    )
+    return sort_dedupe(df, "market_chart")
+
+
+def sort_dedupe(df: pl.DataFrame, dataset: str) -> pl.DataFrame:
+    """Sort by key, keep one row per key: the first in a total order over all columns."""
+    key = schemas.KEYS[dataset]
+    order = key + [c for c in df.columns if c not in key]
+    return df.sort(order, nulls_last=True).unique(subset=key, keep="first", maintain_order=True)
+
+
+def ohlc_candles(payload) -> pl.DataFrame:
+    """Raw candles of an /ohlc payload: close_time (ms), open, high, low, close, type_error."""
+    if not isinstance(payload, list):
+        raise ValueError("ohlc payload is not a JSON array")
+    rows = payload
+    if all(type(r) is list and len(r) == 5 for r in rows):
+        cols = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
+        malformed = [False] * len(rows)
+    else:
+        cols = [[], [], [], [], []]
+        malformed = []
+        for r in rows:
+            ok = isinstance(r, list) and len(r) == 5
+            for i in range(5):
+                cols[i].append(r[i] if ok else None)
+            malformed.append(not ok)
+    names = ("close_time", "open", "high", "low", "close")
+    series, bads = [], []
+    for name, values in zip(names, cols, strict=True):
+        s, bad = _column(list(values), pl.Int64 if name == "close_time" else pl.Float64)
+        series.append(s.alias(name))
+        bads.append(bad)
+    err = [
+        "ohlc" if (malformed[i] or any(b and b[i] for b in bads)) else None for i in range(len(malformed))
+    ]
+    return pl.DataFrame(series).with_columns(type_error=pl.Series(err, dtype=pl.String))
+
+
+def split_forming(candles: pl.DataFrame, now_ms: int) -> tuple[pl.DataFrame, int]:
+    """(candles whose close time has passed, how many were still forming)."""
+    forming = candles.filter(pl.col("close_time") > now_ms)
+    return candles.filter(pl.col("close_time").is_null() | (pl.col("close_time") <= now_ms)), forming.height
+
+
+def candles_to_rows(candles: pl.DataFrame, length_ms: int) -> pl.DataFrame:
+    """OHLC rows keyed by candle OPEN time (CoinGecko stamps the close)."""
+    df = candles.select(
+        timestamp=(pl.col("close_time") - length_ms).cast(schemas.TS),
+        open="open", high="high", low="low", close="close",
+    )
+    return sort_dedupe(df, "ohlc")
+
+
+def _iso_ms(value) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def markets_items(payload) -> pl.DataFrame:
+    """Rows of a /coins/markets payload in the markets schema (timestamp = the UTC hour of the
+    item's last_updated), plus `id_error`, `type_error` and `raw` for validation."""
+    if not isinstance(payload, list):
+        raise ValueError("markets payload is not a JSON array")
+    records = []
+    for item in payload:
+        if not isinstance(item, dict):
+            item = {}
+        asset_id = item.get("id")
+        id_error = None
+        try:
+            encode_asset_id(asset_id)
+        except InvalidAssetId as exc:
+            id_error = str(exc)
+        updated = _iso_ms(item.get("last_updated"))
+        rec = {
+            "asset_id": asset_id if isinstance(asset_id, str) else None,
+            "symbol": item.get("symbol") if isinstance(item.get("symbol"), str) else None,
+            "name": item.get("name") if isinstance(item.get("name"), str) else None,
+            "market_cap_rank": item.get("market_cap_rank") if type(item.get("market_cap_rank")) is int else None,
+            "last_updated": updated,
+            "timestamp": updated - updated % HOUR_MS if updated is not None else None,
+            "id_error": id_error,
+            "type_error": None,
+        }
+        for api_name, col in schemas.MARKETS_NUMERIC:
+            v = item.get(api_name)
+            if v is not None and not _is_number(v):
+                rec["type_error"] = api_name
+                v = None
+            rec[col] = float(v) if v is not None else None
+        records.append(rec)
+    schema = {**schemas.MARKETS, "id_error": pl.String, "type_error": pl.String}
+    schema["timestamp"] = pl.Int64
+    schema["last_updated"] = pl.Int64
+    df = pl.DataFrame(records, schema=schema, orient="row") if records else pl.DataFrame(schema=schema)
+    return df.with_columns(pl.col("timestamp").cast(schemas.TS), pl.col("last_updated").cast(schemas.TS))
+
+
+def markets_to_samples(markets: pl.DataFrame) -> pl.DataFrame:
+    """The snapshot as one market_chart sample per asset (what /range would return for that hour)."""
+    return markets.select(
+        "asset_id",
+        sampled_at=pl.col("last_updated").dt.epoch("ms"),
+        price="price",
+        market_cap="market_cap",
+        total_volume="total_volume",
+        type_error=pl.lit(None, pl.String),
+    )

@@ -1,0 +1,100 @@
+from datetime import UTC, datetime
+
+import polars as pl
+
+from mts import transforms as tf
+from mts.validate import apply_rules, market_chart_rules, ohlc_rules
+
+H = 3_600_000
+T0 = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp() * 1000)
+
+
+def chart(points):
+    return {
+        "prices": [[t, p] for t, p, _, _ in points],
+        "market_caps": [[t, c] for t, _, c, _ in points],
+        "total_volumes": [[t, v] for t, _, _, v in points],
+    }
+
+
+def test_jittered_samples_bucket_to_their_hour_and_the_earliest_sample_wins():
+    pts = [(T0 + 282_472, 10.0, 100.0, 5.0), (T0 + H + 36_425, 11.0, 110.0, 6.0), (T0 + H + 1_900_000, 12.0, 1.0, 1.0)]
+    rows = tf.bucket_hourly(tf.market_chart_samples(chart(pts)))
+    assert rows["timestamp"].dt.epoch("ms").to_list() == [T0, T0 + H]
+    assert rows["price"].to_list() == [10.0, 11.0]
+    assert rows["sampled_at"].dt.epoch("ms").to_list() == [T0 + 282_472, T0 + H + 36_425]
+    assert rows.schema["timestamp"] == pl.Datetime("ms", "UTC")
+
+
+def test_winner_does_not_depend_on_order():
+    pts = [(T0 + 5_000, 10.0, 1.0, 1.0), (T0 + 1_000, 9.0, 1.0, 1.0), (T0 + H + 1, 3.0, None, 2.0)]
+    a = tf.bucket_hourly(tf.market_chart_samples(chart(pts)))
+    b = tf.bucket_hourly(tf.market_chart_samples(chart(list(reversed(pts)))))
+    assert a.equals(b)
+    assert a["price"].to_list() == [9.0, 3.0]
+    assert a["market_cap"].to_list() == [1.0, None]
+
+
+def test_bad_values_are_rejected_with_the_rule_they_broke():
+    pts = [
+        (T0 + 1, 10.0, 1.0, 1.0),
+        (T0 + H + 1, "12.5", 1.0, 1.0),
+        (T0 + 2 * H + 1, None, 1.0, 1.0),
+        (T0 + 3 * H + 1, float("nan"), 1.0, 1.0),
+        (T0 + 4 * H + 1, 0.0, 1.0, 1.0),
+        (T0 + 5 * H + 1, -1.0, 1.0, 1.0),
+        (T0 + 6 * H + 1, 5.0, -3.0, 1.0),
+        (T0 + 50 * H, 5.0, 1.0, 1.0),
+        (T0 + 1, 10.0, 1.0, 1.0),
+    ]
+    samples = tf.market_chart_samples(chart(pts))
+    valid, rejects = apply_rules(samples, market_chart_rules(T0, T0 + 10 * H, T0 + 10 * H))
+    assert valid.height == 1
+    assert rejects["rule"].to_list() == [
+        "numeric_type", "price_positive", "price_positive", "price_positive", "price_positive",
+        "market_cap_non_negative", "inside_window", "duplicate_sample",
+    ]
+
+
+def test_ohlc_open_time_forming_candle_and_rules():
+    L = 4 * H
+    now = T0 + 10 * H + 5
+    payload = [
+        [T0 + 4 * H, 1.0, 2.0, 0.5, 1.5],
+        [T0 + 8 * H, 1.5, 2.5, 1.0, 2.0],
+        [T0 + 8 * H, 1.5, 2.5, 1.0, 2.0],
+        [T0 + 12 * H, 2.0, 2.2, 1.9, 2.1],  # closes in the future: forming
+        [T0 + 5 * H, 1.0, 2.0, 0.5, 1.5],  # off the 4h grid
+    ]
+    candles = tf.ohlc_candles(payload)
+    final, forming = tf.split_forming(candles, now)
+    assert forming == 1
+    bad = tf.ohlc_candles([[T0 + 4 * H, 1.0, 0.5, 2.0, 1.5]])
+    valid, rejects = apply_rules(pl.concat([final, bad]), ohlc_rules(L, T0 - 7 * 24 * H, now))
+    assert rejects["rule"].to_list() == ["duplicate_candle", "aligned_to_interval", "high_ge_open_close"]
+    rows = tf.candles_to_rows(valid, L)
+    assert rows["timestamp"].dt.epoch("ms").to_list() == [T0, T0 + 4 * H]
+
+
+def test_markets_items_with_hostile_and_broken_entries():
+    items = [
+        {"id": "bitcoin", "symbol": "btc", "name": "Bitcoin", "current_price": 1.0, "market_cap": 2.0,
+         "market_cap_rank": 1, "total_volume": 3.0, "last_updated": "2026-11-20T00:04:42.472Z"},
+        {"id": "x" * 300, "current_price": 1.0, "last_updated": "2026-11-20T00:04:42.472Z"},
+        {"id": "eth", "current_price": "oops", "last_updated": "2026-11-20T00:04:42.472Z"},
+        "not an object",
+    ]
+    from mts.validate import markets_rules
+
+    valid, rejects = apply_rules(tf.markets_items(items), markets_rules())
+    assert valid["asset_id"].to_list() == ["bitcoin"]
+    assert valid["timestamp"].dt.epoch("ms").to_list() == [T0]
+    assert rejects["rule"].to_list() == ["asset_id_storable", "numeric_type", "asset_id_storable"]
+
+
+def test_nan_tokens_and_truncated_bodies():
+    assert tf.parse_json(b'{"prices": [[1, NaN]]}')["prices"][0][0] == 1
+    import pytest
+
+    with pytest.raises(ValueError):
+        tf.parse_json(b'{"prices": [[1, 2.0], [2')
