@@ -291,9 +291,7 @@ class Api:
         if days_text == "max":
             days = None
             if not paid:
-                return json_response(
-                    401, bodies.history_limit(now_ms, self.settings.history_days)
-                )
+                return json_response(401, bodies.history_limit(now_ms, self.settings.history_days))
         else:
             days = _int_or(days_text, 0)
             if days not in OHLC_DAYS:
@@ -316,7 +314,9 @@ class Api:
         if forming is not None and forming[0] - length >= start_ms:
             candles.append(forming)
         if factor != 1.0:
-            candles = [(t, o * factor, h * factor, lo * factor, c * factor) for t, o, h, lo, c in candles]
+            candles = [
+                (t, o * factor, h * factor, lo * factor, c * factor) for t, o, h, lo, c in candles
+            ]
         return json_response(200, candles, kind="ohlc")
 
     # ----- helpers -----

@@ -20,7 +20,9 @@ INVALID_VS_CURRENCY = {"error": "invalid vs_currency"}
 INVALID_DAYS = {"error": "Invalid days parameter"}
 INTERNAL_ERROR = {"status": 500, "error": "Internal Server Error"}
 # Not in the recordings: the text older API versions answered for a wrong path.
-INCORRECT_PATH = {"error": "Incorrect path. Please check https://www.coingecko.com/api/documentations/v3"}
+INCORRECT_PATH = {
+    "error": "Incorrect path. Please check https://www.coingecko.com/api/documentations/v3"
+}
 
 RATE_LIMIT = {
     "status": {

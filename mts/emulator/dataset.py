@@ -68,7 +68,9 @@ def load_slice(path: Path = DATA_FILE) -> Slice:
     base = random.Random("mts-emulator-jitter").sample(range(JITTER_MAX_MS), JITTER_SIZE)
     mask = JITTER_SIZE - 1
     # Odd multipliers permute the table: a few distinct sequences, each asset a rotation of one.
-    tables = [[base[(i * m) & mask] for i in range(JITTER_SIZE)] for m in (1, 3, 5, 7, 11, 13, 2049, 1025)]
+    tables = [
+        [base[(i * m) & mask] for i in range(JITTER_SIZE)] for m in (1, 3, 5, 7, 11, 13, 2049, 1025)
+    ]
 
     assets: dict[str, AssetSeries] = {}
     for a, b in itertools.pairwise(starts):

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from mts.emulator import bodies
-from mts.emulator.api import KEY_PARAMS, Api, Key, Response, Route, Settings, find_key, route
+from mts.emulator.api import KEY_PARAMS, Api, Response, Route, Settings, find_key, route
 from mts.emulator.clock import Clock, parse_iso
 from mts.emulator.faults import NAN_MARKER_JSON, FaultRule, FaultSet, mutate
 from mts.emulator.ratelimit import RateLimiter
@@ -136,7 +136,9 @@ class Emulator:
         server.emulator = self
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
             name="coingecko-emulator",
         )
         self._thread.start()
@@ -177,7 +179,9 @@ class Emulator:
     def clear_faults(self) -> None:
         self.faults.clear()
 
-    def requests(self, endpoint: str | None = None, asset: str | None = None) -> list[RequestRecord]:
+    def requests(
+        self, endpoint: str | None = None, asset: str | None = None
+    ) -> list[RequestRecord]:
         return self.log.records(endpoint, asset)
 
     def count(self, endpoint: str | None = None, status: int | None = None) -> int:
@@ -293,8 +297,15 @@ class _Handler(BaseHTTPRequestHandler):
         def record(status: int) -> None:
             emu.log.append(
                 RequestRecord(
-                    mono, wall, self.command, rt.endpoint, rt.asset, path, safe_params,
-                    key.source, status,
+                    mono,
+                    wall,
+                    self.command,
+                    rt.endpoint,
+                    rt.asset,
+                    path,
+                    safe_params,
+                    key.source,
+                    status,
                 )
             )
 

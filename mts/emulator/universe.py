@@ -247,7 +247,9 @@ class Universe:
                 for j in range(1, 12):
                     f = j / 12
                     ts.append(
-                        base + j * FIVE_MIN_MS + jit[(h * 13 + j * 977) & _MASK] % FIVE_MIN_JITTER_MS
+                        base
+                        + j * FIVE_MIN_MS
+                        + jit[(h * 13 + j * 977) & _MASK] % FIVE_MIN_JITTER_MS
                     )
                     pr.append(p0 + (p1 - p0) * f)
                     mc.append(m0 + (m1 - m0) * f)
@@ -375,7 +377,9 @@ class Universe:
                 rows.append(row)
         rows.sort(
             key=lambda r: (
-                (0, -r.market_cap, r.asset_id) if r.market_cap > 0 else (1, -r.total_volume, r.asset_id)
+                (0, -r.market_cap, r.asset_id)
+                if r.market_cap > 0
+                else (1, -r.total_volume, r.asset_id)
             )
         )
         return rows
