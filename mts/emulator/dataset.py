@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import random
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,21 +25,30 @@ DATA_FILE = Path(__file__).with_name("data") / "hourly_slice.parquet"
 
 @dataclass(frozen=True, slots=True)
 class AssetSeries:
-    """One asset's values over one period (index k). Prices in USD."""
+    """One asset's values over one period (index k). Prices in USD.
+
+    Stored as typed arrays, not lists: the garbage collector never walks them, which would
+    otherwise cost milliseconds per full collection once a few million floats are loaded.
+    """
 
     asset_id: str
     symbol: str
     name: str
-    price: list[float]  # bar open = the hourly sample's price
-    high: list[float]
-    low: list[float]
-    close: list[float]
-    volume: list[float]  # that hour's USD volume
-    total_volume: list[float]  # rolling USD volume of the 24 hours before
-    market_cap: list[float]  # price * supply, 0.0 when the supply is unknown
-    supply: list[float | None]
-    jitter: list[int]  # ms after the hour, indexed by hour & (JITTER_SIZE - 1)
+    price: array  # bar open = the hourly sample's price
+    high: array
+    low: array
+    close: array
+    volume: array  # that hour's USD volume
+    total_volume: array  # rolling USD volume of the 24 hours before
+    market_cap: array  # price * supply, 0.0 when the supply is unknown
+    supply: array  # NaN when unknown; see supply_at
+    jitter: array  # ms after the hour, indexed by hour & (JITTER_SIZE - 1)
     has_supply: bool
+
+    def supply_at(self, k: int) -> float | None:
+        """Circulating supply at period index k, None when unknown."""
+        v = self.supply[k]
+        return None if math.isnan(v) else v
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +134,14 @@ def _unfold(
         asset_id=asset_id,
         symbol=symbol,
         name=name,
-        price=price,
-        high=high,
-        low=low,
-        close=close,
-        volume=volume,
-        total_volume=total_volume,
-        market_cap=market_cap,
-        supply=supply,
-        jitter=jitter,
+        price=array("d", price),
+        high=array("d", high),
+        low=array("d", low),
+        close=array("d", close),
+        volume=array("d", volume),
+        total_volume=array("d", total_volume),
+        market_cap=array("d", market_cap),
+        supply=array("d", [math.nan if v is None else v for v in supply]),
+        jitter=array("q", jitter),
         has_supply=any(s is not None for s in supply_rows),
     )

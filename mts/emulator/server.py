@@ -278,6 +278,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(out)
             else:
                 self._api(emu, url.path, url.query)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (e.g. its timeout): nothing to say
         except Exception:  # noqa: BLE001 - a bug must answer 500, not hang the client
             traceback.print_exc(file=sys.stderr)
             self.close_connection = True

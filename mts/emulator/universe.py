@@ -8,8 +8,9 @@ All values are USD; the API layer applies the vs_currency factor.
 from __future__ import annotations
 
 import bisect
+import operator
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -53,8 +54,8 @@ class MarketRow:
     atl_ms: int
 
 
-def _cyc(arr: list, start: int, n: int) -> list:
-    """`n` items of the cyclic list `arr` from index `start` (already reduced mod len)."""
+def _cyc(arr: Sequence, start: int, n: int) -> Sequence:
+    """`n` items of the cyclic sequence `arr` from index `start` (already reduced mod len)."""
     period = len(arr)
     if start + n <= period:
         return arr[start : start + n]
@@ -216,7 +217,10 @@ class Universe:
         tv: list[float] = []
         for a, b in self.runs(asset_id, ha, hb):
             k, n = (a - h0) % period, b - a
-            ts += [h * HOUR_MS + jit[h & _MASK] for h in range(a, b)]
+            # C-level map over a range and a slice: this is the hot loop of every chart.
+            ts += map(
+                operator.add, range(a * HOUR_MS, b * HOUR_MS, HOUR_MS), _cyc(jit, a & _MASK, n)
+            )
             pr += _cyc(s.price, k, n)
             mc += _cyc(s.market_cap, k, n)
             tv += _cyc(s.total_volume, k, n)
@@ -415,8 +419,8 @@ class Universe:
             high_24h=max(highs),
             low_24h=min(lows),
             price_24h_ago=p24,
-            market_cap_24h_ago=m24 if s.supply[k] is not None else None,
-            supply=s.supply[k],
+            market_cap_24h_ago=m24 if s.has_supply else None,
+            supply=s.supply_at(k),
             ath=ath,
             ath_ms=self.sample_ms(aid, ath_h),
             atl=atl,
