@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -104,7 +105,7 @@ class Emulator:
         api_keys: set[str] | frozenset[str] | list[str] | None = None,
         assets: list[str] | None = None,
         listed_at: dict[str, datetime] | None = None,
-        holes: dict[str, list[datetime]] | None = None,
+        holes: Mapping[str, Iterable[datetime]] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:

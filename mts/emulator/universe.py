@@ -10,9 +10,10 @@ from __future__ import annotations
 import bisect
 import operator
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from mts.emulator.clock import Clock, dt_ms
 from mts.emulator.dataset import HOUR_MS, JITTER_SIZE, AssetSeries, Slice, load_slice
@@ -54,7 +55,7 @@ class MarketRow:
     atl_ms: int
 
 
-def _cyc(arr: Sequence, start: int, n: int) -> Sequence:
+def _cyc(arr: Any, start: int, n: int) -> Any:
     """`n` items of the cyclic sequence `arr` from index `start` (already reduced mod len)."""
     period = len(arr)
     if start + n <= period:
@@ -87,7 +88,7 @@ class Universe:
         clock: Clock,
         assets: Iterable[str] | None = None,
         listed_at: dict[str, datetime] | None = None,
-        holes: dict[str, Iterable[datetime]] | None = None,
+        holes: Mapping[str, Iterable[datetime]] | None = None,
         data: Slice | None = None,
     ) -> None:
         data = data if data is not None else load_slice()
@@ -403,10 +404,10 @@ class Universe:
             kk = (ha - self._h0) % self._period
             highs += _cyc(s.high, kk, h - ha)
             lows += _cyc(s.low, kk, h - ha)
+        p24: float | None = None
+        m24: float | None = None
         if h - 24 >= first:
             p24, m24, _ = self.values_at(aid, h - 24)
-        else:
-            p24 = m24 = None
         ath, ath_h, atl, atl_h = self._ath_atl(aid, h)
         return MarketRow(
             asset_id=aid,

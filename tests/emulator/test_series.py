@@ -126,3 +126,12 @@ def test_universe_can_be_restricted() -> None:
     assert u.asset_ids() == ["bitcoin", "solana"]
     with pytest.raises(ValueError, match="no-such-coin"):
         Universe(Clock(NOW), assets=["no-such-coin"])
+
+
+def test_a_90_day_hourly_range_is_cheap_to_build() -> None:
+    """A loose guard (the target is ~2 ms): benchmarks must not be bound by the emulator."""
+    from mts.emulator.bench import in_process
+
+    ms, size = in_process(30)
+    assert size > 150_000
+    assert ms < 25
