@@ -17,6 +17,7 @@ from mts.emulator.universe import (
     DAY_MS,
     GENESIS_MS,
     HALF_HOUR_MS,
+    Series,
     Universe,
 )
 
@@ -270,12 +271,9 @@ class Api:
             gran = "5m"
         else:
             gran = "hourly" if span_s <= 90 * 86400 else "daily"
-        if from_ms > to_ms:
-            ts: list[int] = []
-            pr = mc = tv = []  # type: ignore[var-annotated]
-        else:
-            ts, pr, mc, tv = self._series(asset, gran, from_ms, to_ms, now_ms)
-        return json_response(200, _chart(ts, pr, mc, tv, factor), kind="chart")
+        empty: Series = ([], [], [], [])
+        series = self._series(asset, gran, from_ms, to_ms, now_ms) if from_ms <= to_ms else empty
+        return json_response(200, _chart(*series, factor), kind="chart")
 
     def _ohlc(self, asset: str | None, params: dict[str, str], now_ms: int) -> Response:
         assert asset is not None
@@ -336,9 +334,7 @@ class Api:
             return json_response(401, bodies.paid_only())
         return None
 
-    def _series(
-        self, asset: str, gran: str, from_ms: int, to_ms: int, now_ms: int
-    ) -> tuple[list[int], list[float], list[float], list[float]]:
+    def _series(self, asset: str, gran: str, from_ms: int, to_ms: int, now_ms: int) -> Series:
         """Points of one granularity with from_ms <= t <= to_ms (and t <= now)."""
         u = self.universe
         if gran == "daily":

@@ -23,7 +23,8 @@ FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
     listed = {"cardano": NOW - timedelta(days=3, hours=2)}
-    with Emulator(now=NOW, listed_at=listed) as e:
+    holes = {"ripple": [datetime(2026, 11, 20, h, tzinfo=UTC) for h in (3, 4, 5, 6, 7)]}
+    with Emulator(now=NOW, listed_at=listed, holes=holes) as e:
         yield e
 
 
@@ -163,6 +164,24 @@ def test_range_before_listing_is_empty(http, emu) -> None:
         get(http, emu, "/coins/cardano/ohlc", vs_currency="usd", days=7).json()[0][0]
         > listed * 1000
     )
+
+
+def test_holes_leave_gaps_in_hourly_series(http, emu) -> None:
+    frm = datetime(2026, 11, 19, tzinfo=UTC).timestamp()
+    prices = chart_range(http, emu, "ripple", frm, frm + 3 * DAY_S).json()["prices"]
+    assert len(prices) == 72 - 5
+    assert max(steps(prices)) > 5 * HOUR_MS
+
+
+def test_served_values_do_not_change_when_the_clock_moves() -> None:
+    frm, to = NOW_S - 20 * DAY_S, NOW_S - 10 * DAY_S
+    with Emulator(now=NOW, assets=["bitcoin"]) as e:
+        url = e.base_url + "/coins/bitcoin/market_chart/range"
+        params = {"vs_currency": "usd", "from": frm, "to": to}
+        before = requests.get(url, params=params, timeout=5).json()
+        e.clock.advance(timedelta(days=2, hours=7, minutes=13))
+        after = requests.get(url, params=params, timeout=5).json()
+    assert before == after and len(before["prices"]) == 240
 
 
 def test_ohlc_days_whitelist(http, emu) -> None:
