@@ -188,6 +188,115 @@ def plan(
         render_dry_run(report)
 
 
+class _stop_on_signals:
+    """SIGTERM and SIGINT set `stop` (the work in hand finishes); `.signum` says which came."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.signum: int | None = None
+        self.old: dict[int, object] = {}
+
+    def _handler(self, signum, _frame) -> None:
+        self.signum = self.signum or signum
+        self.stop.set()
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+
+    @property
+    def exit_code(self) -> int:
+        return int(ExitCode.INTERRUPTED) if self.signum == signal.SIGINT else int(ExitCode.OK)
+
+
+@app.command()
+def verify(
+    repair: Annotated[bool, typer.Option("--repair", help="Set bad files aside, rewrite unsorted or duplicated ones, fetch the gaps, rebuild the checkpoint.")] = False,
+    data_dir: DataDir = None, fmt: Fmt = None, log_dir: LogDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Check the data folder: readable files, schema, order, duplicate keys, years, gaps, checkpoint.
+
+    Exit 0 when clean, 3 when problems remain (after --repair: what it could not fix).
+
+    Example: mts verify --repair
+    """
+    settings = _settings(verbose, data_dir=data_dir, fmt=fmt, log_dir=log_dir)
+    if repair:
+        _logging(settings)
+    from .verify import render_verify
+    from .verify import verify as verify_folder
+
+    clock = _clock()
+    report = verify_folder(settings, clock(), repair_=repair, clock=clock)
+    if as_json:
+        import orjson
+
+        sys.stdout.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        render_verify(report.as_dict())
+    raise typer.Exit(int(report.exit_code))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to bind (default 127.0.0.1: this host only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (default 8080; 0 picks a free one).")] = 8080,
+    max_age_factor: Annotated[float, typer.Option("--max-age-factor", help="An asset is stale once its newest row is older than this many of its intervals (default 2).")] = 2.0,
+    data_dir: DataDir = None, fmt: Fmt = None, log_dir: LogDir = None, verbose: Verbose = False,
+) -> None:
+    """Serve GET /health (JSON, HTTP 503 when unhealthy) and GET /metrics (Prometheus text).
+
+    Example: mts serve --port 8080   then   curl -f http://127.0.0.1:8080/health
+    """
+    settings = _settings(verbose, data_dir=data_dir, fmt=fmt, log_dir=log_dir)
+    _logging(settings)
+    from .health import serve as serve_health
+    from .layout import Layout
+
+    def ready(srv) -> None:
+        print(f"serving {srv.url}/health and {srv.url}/metrics for {settings.data_dir} (Ctrl-C to stop)", flush=True)
+
+    stop = threading.Event()
+    with _stop_on_signals(stop) as signals:
+        serve_health(Layout(settings.data_dir, settings.fmt), host=host, port=port, now=_clock(),
+                     factor=max_age_factor, stop=stop, on_ready=ready)
+    raise typer.Exit(signals.exit_code)
+
+
+@app.command("run")
+def run_every(
+    every: Annotated[str, typer.Option("--every", help="How often: 1h (default), 30m, 1d, 2h30m; slots are aligned to UTC.")] = "1h",
+    days: Days = None, top: Top = None, assets: Assets = None, datasets: Datasets = None,
+    fmt: Fmt = None, vs_currency: Vs = None, data_dir: DataDir = None, log_dir: LogDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Collect once per slot until stopped: a scheduler for hosts without cron.
+
+    After a restart it runs once to catch up, not once per missed slot. SIGTERM or Ctrl-C lets
+    the asset in hand finish and saves the checkpoint; exit 0 on SIGTERM, 130 on Ctrl-C.
+
+    Example: mts run --every 1h --days 7 --top 20
+    """
+    from .scheduler import parse_every
+    from .scheduler import run_every as schedule
+
+    interval = parse_every(every)
+    settings = _settings(verbose, days=days, top=top, assets=assets, datasets=datasets, fmt=fmt,
+                         vs_currency=vs_currency, data_dir=data_dir, log_dir=log_dir)
+    _logging(settings)
+    stop = threading.Event()
+    with _stop_on_signals(stop) as signals:
+        schedule(settings, interval, clock=_clock(), stop=stop)
+    raise typer.Exit(signals.exit_code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs a command and maps whatever escapes it to an exit code, in one place.
     Typer itself prints usage errors (exit 2) and turns Ctrl-C into exit 130."""

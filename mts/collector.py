@@ -238,6 +238,38 @@ class Collector:
             log.warning(msg)
         self._execute(plan, snap_samples, result)
 
+    def fetch_calls(self, calls: list[RangeCall | OhlcCall]) -> CollectResult:
+        """Fetch exactly `calls` (the gaps `mts verify --repair` found) with the same
+        validation, merge and checkpoint as a collect. Takes the data lock unless held already."""
+        result = CollectResult(started_at=self.clock(), stats=self.stats)
+        owns_lock = not self.lock.held
+        if owns_lock:
+            self.lock.acquire()
+        try:
+            self.checkpoint = Checkpoint.load(self.layout)
+            for call in calls:
+                outcome = result.outcomes.setdefault(call.asset_id, AssetOutcome(call.asset_id))
+                if not outcome.ok:
+                    continue
+                try:
+                    self._check_stop()
+                    if isinstance(call, RangeCall):
+                        self._fetch_range(call, call.start, outcome)
+                    else:
+                        self._fetch_ohlc(call, outcome)
+                except (SkipAsset, RetryLater, HistoryLimit) as exc:
+                    outcome.ok, outcome.category, outcome.reason = False, _category(exc), str(exc)
+                    log.error("%s: %s", call.asset_id, exc)
+        except (Interrupted, InterruptedError):
+            result.interrupted = True
+        finally:
+            self.limiter.stop()
+            self._write_quarantine(result.started_at)
+            result.finished_at = self.clock()
+            if owns_lock:
+                self.lock.release()
+        return result
+
     # --- discovery ----------------------------------------------------------------------------
 
     def _discover(self, result: CollectResult, now_ms: int) -> pl.DataFrame:
@@ -419,7 +451,8 @@ class Collector:
         cp.last_run = {k: summary[k] for k in (
             "started_at", "finished_at", "duration_s", "outcome", "exit_code", "assets_attempted",
             "assets_succeeded", "assets_failed", "rows_stored", "rows_quarantined", "calls", "rate_limited", "retries",
-        )} | {"failed": summary["failed"], "calls_by_endpoint_status": summary["calls_by_endpoint_status"]}
+        )} | {"failed": summary["failed"], "calls_by_endpoint_status": summary["calls_by_endpoint_status"],
+              "universe": list(result.universe)}  # health judges freshness over these assets
         try:
             cp.save()
         except StorageError as exc:

@@ -91,3 +91,15 @@ def markets_info(layout: Layout) -> dict:
         "last": df["timestamp"].max().isoformat(),
         "unreadable": bad,
     }
+
+
+def saved_last_run(layout: Layout) -> dict | None:
+    """The last run the checkpoint records, read without rebuilding anything (None if none)."""
+    import orjson
+
+    try:
+        doc = orjson.loads(layout.checkpoint_path.read_bytes())
+    except (ValueError, OSError):
+        return None
+    run = doc.get("last_run") if isinstance(doc, dict) else None
+    return run if isinstance(run, dict) else None

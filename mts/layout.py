@@ -93,6 +93,11 @@ class Layout:
         return self.state_dir / "lock"
 
     @property
+    def scheduler_state_path(self) -> Path:
+        """`mts run --every`'s last-run state, so a restarted scheduler catches up once."""
+        return self.state_dir / "scheduler.json"
+
+    @property
     def quarantine_dir(self) -> Path:
         return self.root / "_quarantine"
 
