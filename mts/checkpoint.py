@@ -45,10 +45,20 @@ class Checkpoint:
 
     @classmethod
     def load(cls, layout: Layout) -> Checkpoint:
-        """The saved checkpoint; rebuilt from the files when it is missing or unreadable."""
+        """The saved checkpoint, reconciled with files written after it; rebuilt from the files
+        when it is missing or unreadable."""
         path = layout.checkpoint_path
         if not path.exists():
             return cls.rebuild(layout) if (layout.root / "market_chart").exists() or (layout.root / "ohlc").exists() else cls(layout)
+        cp = cls._read(layout)
+        if cp is None:
+            return cls.rebuild(layout)
+        cp.reconcile(path.stat().st_mtime_ns)
+        return cp
+
+    @classmethod
+    def _read(cls, layout: Layout) -> Checkpoint | None:
+        path = layout.checkpoint_path
         try:
             doc = orjson.loads(path.read_bytes())
             if doc.get("version") != VERSION:
@@ -61,12 +71,28 @@ class Checkpoint:
             return cls(layout, spans, doc.get("last_run"))
         except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
             log.warning("checkpoint %s unreadable (%s): rebuilding it from the data files", path, exc)
-            return cls.rebuild(layout)
+            return None
+
+    def reconcile(self, saved_ns: int) -> None:
+        """Take in spans of files written after the checkpoint was saved: a run killed between
+        writing data and saving the checkpoint must not fetch that data again."""
+        from .store import read_span
+
+        for dataset in ("market_chart", "ohlc"):
+            for key in self.layout.iter_series(dataset):
+                for _, path in self.layout.series_years(key):
+                    try:
+                        newer = path.stat().st_mtime_ns >= saved_ns
+                    except OSError:
+                        continue
+                    span = read_span(path) if newer and self.layout.fmt == "parquet" else None
+                    if span is not None:
+                        self.extend(key, Span(*span))
 
     @classmethod
     def rebuild(cls, layout: Layout) -> Checkpoint:
         """Spans from the files: first stored row to the end of the last one."""
-        from .store import Store  # polars-heavy; only needed here
+        from .store import Store, read_span  # polars-heavy; only needed here
 
         store = Store(layout)
         spans = {}
@@ -75,6 +101,11 @@ class Checkpoint:
                 try:
                     df = store.read_series(key)
                 except CorruptFileError:
+                    continue
+                embedded = [read_span(p) for _, p in layout.series_years(key)] if layout.fmt == "parquet" else []
+                embedded = [e for e in embedded if e is not None]
+                if embedded:
+                    spans[key] = Span(min(e[0] for e in embedded), max(e[1] for e in embedded))
                     continue
                 if df.is_empty() or key.interval not in INTERVAL_MS:
                     continue

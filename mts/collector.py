@@ -367,12 +367,13 @@ class Collector:
         self._quarantine("market_chart", "1h", call.asset_id, rejects)
         outcome.quarantined += rejects.height
         rows = tf.bucket_hourly(valid)
-        merged = self.store.merge(key, "market_chart", rows)
-        outcome.rows += merged.rows_added
         # The current hour is never "covered": its sample may not be published yet.
         covered_end = min(call.end, now_ms - now_ms % HOUR)
-        if covered_end > start:
-            self._extend(key, Span(start, covered_end))
+        span = Span(start, covered_end) if covered_end > start else None
+        merged = self.store.merge(key, "market_chart", rows, self._next_span(key, span))
+        outcome.rows += merged.rows_added
+        if span is not None:
+            self._extend(key, span)
 
     def _store_snapshot_sample(self, ap: AssetPlan, snap: pl.DataFrame, window_start: int, outcome: AssetOutcome) -> None:
         key = SeriesKey("market_chart", "1h", ap.asset_id)
@@ -381,10 +382,11 @@ class Collector:
         valid, rejects = apply_rules(snap, market_chart_rules(window_start, now_ms, now_ms))
         self._quarantine("market_chart", "1h", ap.asset_id, rejects)
         outcome.quarantined += rejects.height
-        merged = self.store.merge(key, "market_chart", tf.bucket_hourly(valid))
+        span = Span(ap.snapshot_hour, ap.snapshot_hour + HOUR)
+        merged = self.store.merge(key, "market_chart", tf.bucket_hourly(valid), self._next_span(key, span))
         outcome.rows += merged.rows_added
         if not valid.is_empty():
-            self._extend(key, Span(ap.snapshot_hour, ap.snapshot_hour + HOUR))
+            self._extend(key, span)
 
     def _fetch_ohlc(self, call: OhlcCall, outcome: AssetOutcome) -> None:
         key = SeriesKey("ohlc", call.interval, call.asset_id)
@@ -397,12 +399,12 @@ class Collector:
         self._quarantine("ohlc", call.interval, call.asset_id, rejects)
         outcome.quarantined += rejects.height
         rows = tf.candles_to_rows(valid, length)
-        merged = self.store.merge(key, "ohlc", rows)
+        if rows.is_empty():
+            return
+        span = Span(min(_ms(rows["timestamp"].min()), call.need_from), _ms(rows["timestamp"].max()) + length)
+        merged = self.store.merge(key, "ohlc", rows, self._next_span(key, span))
         outcome.rows += merged.rows_added
-        if not rows.is_empty():
-            first = _ms(rows["timestamp"].min())
-            last_close = _ms(rows["timestamp"].max()) + length
-            self._extend(key, Span(min(first, call.need_from), last_close))
+        self._extend(key, span)
 
     def _parse(self, parser, payload, asset_id: str) -> pl.DataFrame:
         try:
@@ -410,10 +412,18 @@ class Collector:
         except ValueError as exc:
             raise SkipAsset(f"{asset_id}: unusable answer ({exc})") from None
 
+    def _next_span(self, key: SeriesKey, span: Span | None) -> tuple[int, int] | None:
+        """The series' span once `span` is added: what the data file records about itself."""
+        old = self.checkpoint.span(key)
+        if span is None:
+            return (old.start, old.end) if old else None
+        new = span if old is None or _disjoint(old, span) else old.union(span)
+        return new.start, new.end
+
     def _extend(self, key: SeriesKey, span: Span) -> None:
         # Data first (already on disk), checkpoint second.
         old = self.checkpoint.span(key)
-        if old is not None and (span.start > old.end or span.end < old.start):
+        if old is not None and _disjoint(old, span):
             self.checkpoint.forget(key)  # not contiguous: keep the newer span only
         self.checkpoint.extend(key, span)
         self.checkpoint.save()
@@ -457,6 +467,10 @@ class Collector:
             cp.save()
         except StorageError as exc:
             log.error("could not save the checkpoint: %s", exc)
+
+
+def _disjoint(a: Span, b: Span) -> bool:
+    return b.start > a.end or b.end < a.start
 
 
 def _ceil_hour(ms: int) -> int:

@@ -17,6 +17,7 @@ class RateLimiter:
     HEADROOM = 0.97
     SLOWDOWN = 0.8  # after a 429, the rate drops to this fraction
     MIN_PAUSE_S = 1.0
+    PAUSE_STEP_S = 0.25
 
     def __init__(
         self,
@@ -35,6 +36,7 @@ class RateLimiter:
         self._probing = False  # after a pause, one call goes first to see whether it is over
         self._probe_in_flight = False
         self._stopped = False
+        self._epoch = 0  # bumped by every 429
 
     @property
     def interval(self) -> float:
@@ -42,27 +44,41 @@ class RateLimiter:
 
     def acquire(self) -> bool:
         """Block until this caller may start a call. True when the call is the probe."""
+        while True:
+            with self._cond:
+                grant = self._try_grant()
+            if grant is None:
+                continue
+            kind, wait_s, epoch, is_probe = grant
+            if wait_s > 0:
+                self._sleep(wait_s)
+            if kind == "paused":
+                continue
+            with self._cond:
+                # A 429 that arrived while this caller waited for its slot voids the slot:
+                # firing anyway would only add to the storm.
+                if self._epoch == epoch:
+                    return is_probe
+                if is_probe:
+                    self._probe_in_flight = False
+
+    def _try_grant(self) -> tuple[str, float, int, bool] | None:
+        """Under the lock: ("paused", step to sleep, ..) or ("slot", wait until it, epoch, probe?)."""
+        if self._stopped:
+            raise InterruptedError("rate limiter stopped")
+        now = self._clock()
+        if now < self._paused_until:
+            # Short steps, so stop() ends a long pause quickly.
+            return "paused", min(self._paused_until - now, self.PAUSE_STEP_S), self._epoch, False
         is_probe = False
-        with self._cond:
-            while True:
-                if self._stopped:
-                    raise InterruptedError("rate limiter stopped")
-                now = self._clock()
-                if now < self._paused_until:
-                    self._cond.wait(self._paused_until - now)
-                    continue
-                if self._probing:
-                    if self._probe_in_flight:
-                        self._cond.wait(0.5)
-                        continue
-                    self._probe_in_flight = True
-                    is_probe = True
-                slot = max(now, self._next_slot)
-                self._next_slot = slot + self.interval
-                break
-        if slot > now:
-            self._sleep(slot - now)
-        return is_probe
+        if self._probing:
+            if self._probe_in_flight:
+                self._cond.wait(0.5)  # woken when the probe's answer comes
+                return None
+            self._probe_in_flight = is_probe = True
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + self.interval
+        return "slot", slot - now, self._epoch, is_probe
 
     def succeeded(self) -> None:
         """A call got a non-429 answer: a probe that succeeds lets everyone go again."""
@@ -88,6 +104,7 @@ class RateLimiter:
                 self.rate_per_min *= self.SLOWDOWN
             self._probing = True
             self._probe_in_flight = False
+            self._epoch += 1
             self._next_slot = max(self._next_slot, self._paused_until)
             self._cond.notify_all()
             return pause

@@ -43,16 +43,33 @@ def read_file(path: Path, dataset: str, fmt: str) -> pl.DataFrame:
     return df
 
 
-def write_file(df: pl.DataFrame, path: Path, fmt: str) -> None:
+SPAN_KEY = "mts.span"
+
+
+def write_file(df: pl.DataFrame, path: Path, fmt: str, span: tuple[int, int] | None = None) -> None:
+    """Atomically replace `path` with `df`. A Parquet file also carries the span of its series
+    that was covered when it was written, so data and coverage land in one atomic step."""
+
     def _write(tmp: Path) -> None:
         if fmt == "parquet":
             # zstd: the best size/speed trade-off for float series; statistics let readers
             # skip row groups by timestamp.
-            df.write_parquet(tmp, compression="zstd", compression_level=3, statistics=True)
+            meta = {SPAN_KEY: f"{span[0]},{span[1]}"} if span else None
+            df.write_parquet(tmp, compression="zstd", compression_level=3, statistics=True, metadata=meta)
         else:
             df.write_csv(tmp, datetime_format=_CSV_TS_FORMAT)
 
     write_atomic(path, _write)
+
+
+def read_span(path: Path) -> tuple[int, int] | None:
+    """The covered span a Parquet file was written with, if any (reads the footer only)."""
+    try:
+        meta = pl.read_parquet_metadata(path)
+        start, end = meta[SPAN_KEY].split(",")
+        return int(start), int(end)
+    except (KeyError, ValueError, OSError, pl.exceptions.PolarsError):
+        return None
 
 
 def set_aside(layout: Layout, path: Path, reason: str) -> Path:
@@ -94,9 +111,12 @@ class Store:
             set_aside(self.layout, path, str(exc))
             return schemas.empty(dataset)
 
-    def merge(self, key: SeriesKey | None, dataset: str, rows: pl.DataFrame) -> MergeResult:
-        """Merge `rows` into the files of `key` (or the markets files when key is None).
-        Files whose rows would not change are not rewritten."""
+    def merge(
+        self, key: SeriesKey | None, dataset: str, rows: pl.DataFrame, span: tuple[int, int] | None = None
+    ) -> MergeResult:
+        """Merge `rows` into the files of `key` (or the markets files when key is None), each
+        written with `span`, the series' coverage including these rows. Files whose rows would
+        not change are not rewritten."""
         result = MergeResult()
         if rows.is_empty():
             return result
@@ -110,6 +130,6 @@ class Store:
             if merged.equals(existing):
                 continue
             result.rows_added += merged.height - existing.height
-            write_file(merged, path, self.layout.fmt)
+            write_file(merged, path, self.layout.fmt, span)
             result.files_written += 1
         return result
