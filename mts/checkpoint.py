@@ -53,7 +53,7 @@ class Checkpoint:
         cp = cls._read(layout)
         if cp is None:
             return cls.rebuild(layout)
-        cp.reconcile(path.stat().st_mtime_ns)
+        cp.reconcile()
         return cp
 
     @classmethod
@@ -73,19 +73,19 @@ class Checkpoint:
             log.warning("checkpoint %s unreadable (%s): rebuilding it from the data files", path, exc)
             return None
 
-    def reconcile(self, saved_ns: int) -> None:
-        """Take in spans of files written after the checkpoint was saved: a run killed between
-        writing data and saving the checkpoint must not fetch that data again."""
+    def reconcile(self) -> None:
+        """Take in the spans the Parquet files record about themselves: a run killed between
+        writing data and saving the checkpoint must not fetch that data again. Every file is
+        looked at (footers only), not just those newer than the checkpoint: with parallel
+        workers, a file written just before another worker's save is older than the save."""
         from .store import read_span
 
+        if self.layout.fmt != "parquet":
+            return
         for dataset in ("market_chart", "ohlc"):
             for key in self.layout.iter_series(dataset):
                 for _, path in self.layout.series_years(key):
-                    try:
-                        newer = path.stat().st_mtime_ns >= saved_ns
-                    except OSError:
-                        continue
-                    span = read_span(path) if newer and self.layout.fmt == "parquet" else None
+                    span = read_span(path)
                     if span is not None:
                         self.extend(key, Span(*span))
 
