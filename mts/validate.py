@@ -71,6 +71,9 @@ def apply_rules(df: pl.DataFrame, rules: list[Rule]) -> tuple[pl.DataFrame, pl.D
     the first rule each broke). Nothing is dropped silently."""
     if df.is_empty():
         return df, df.with_columns(rule=pl.lit(None, pl.String))
+    # The common case, every row clean, costs one boolean pass instead of tagging each row.
+    if df.select(pl.all_horizontal([r.ok.fill_null(False) for r in rules]).all()).item():
+        return df, df.clear().with_columns(rule=pl.lit(None, pl.String))
     broken = pl.lit(None, pl.String)
     for rule in reversed(rules):
         broken = pl.when(rule.ok.fill_null(False).not_()).then(pl.lit(rule.name)).otherwise(broken)
