@@ -107,3 +107,14 @@ def test_a_429_storm_costs_no_data_and_at_most_one_failed_request_per_worker(emu
     for p in (tmp_path / "ref").rglob("*.parquet"):
         got = pl.read_parquet(tmp_path / "data" / p.relative_to(tmp_path / "ref"))
         assert got.equals(pl.read_parquet(p))
+
+
+def test_plan_warns_when_hourly_cron_would_exceed_the_monthly_credits(env):
+    env = {**env, "COINGECKO_API_KEY": "demo-key-for-tests"}  # a Demo plan: 10,000 calls a month
+    proc = run_cli(["plan", "--days", "1", "--assets", ",".join(f"a{i}" for i in range(300))], env)
+    assert proc.returncode == 0, proc.stderr
+    assert "EXCEEDS 10,000" in proc.stdout
+    assert "suggestion: --top 12 with the same datasets fits 10,000 calls/month" in proc.stdout
+    default = run_cli(["plan", "--json"], env)
+    cron = json.loads(default.stdout)["hourly_cron"]
+    assert cron["fits"] and cron["calls_per_run"] == 11 and cron["calls_per_month"] == 8184
