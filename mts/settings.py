@@ -127,6 +127,17 @@ def resolve_settings(
                 f"MTS_RATE_LIMIT={env['MTS_RATE_LIMIT']!r} must be a positive number of calls/min"
             )
 
+    read_timeout = Settings.read_timeout
+    if env.get("MTS_HTTP_TIMEOUT"):
+        try:
+            read_timeout = float(env["MTS_HTTP_TIMEOUT"])
+        except ValueError:
+            read_timeout = -1
+        if read_timeout <= 0:
+            raise UsageError(
+                f"MTS_HTTP_TIMEOUT={env['MTS_HTTP_TIMEOUT']!r} must be a positive number of seconds"
+            )
+
     days = DEFAULT_DAYS if days is None else days
     if days < 1:
         raise UsageError(f"--days {days}: give a whole number of days, 1 or more")
@@ -170,5 +181,6 @@ def resolve_settings(
         top=top,
         assets=asset_ids,
         datasets=tuple(d for d in DATASETS if d in chosen),
+        read_timeout=read_timeout,
         verbose=verbose,
     )
