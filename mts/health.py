@@ -48,11 +48,13 @@ def _system_now() -> datetime:
 
 
 def _primary(series: list[SeriesInfo]) -> SeriesInfo:
-    """The series that says whether an asset is up to date: hourly prices, else its newest candles."""
+    """The series that says whether an asset is up to date: hourly prices, else candles."""
     for s in series:
         if s.dataset == "market_chart":
             return s
-    return max(series, key=lambda s: (s.last is not None, s.last or datetime.min.replace(tzinfo=UTC)))
+    return max(
+        series, key=lambda s: (s.last is not None, s.last or datetime.min.replace(tzinfo=UTC))
+    )
 
 
 def _grade(fresh: int, total: int) -> str:
@@ -63,7 +65,9 @@ def _grade(fresh: int, total: int) -> str:
     return "unhealthy"
 
 
-def assess(series: list[SeriesInfo], last_run: dict | None, now: datetime, factor: float = DEFAULT_FACTOR) -> tuple[int, dict]:
+def assess(
+    series: list[SeriesInfo], last_run: dict | None, now: datetime, factor: float = DEFAULT_FACTOR
+) -> tuple[int, dict]:
     """(HTTP status, /health document) for the stored `series` and `last_run` at `now`. Pure."""
     by_asset: dict[str, list[SeriesInfo]] = {}
     for s in series:
@@ -76,11 +80,18 @@ def assess(series: list[SeriesInfo], last_run: dict | None, now: datetime, facto
     for asset in judged:
         stored = by_asset.get(asset)
         if not stored:
-            assets[asset] = {"status": "missing", "age_hours": None, "last_update": None, "records_count": 0}
+            assets[asset] = {
+                "status": "missing",
+                "age_hours": None,
+                "last_update": None,
+                "records_count": 0,
+            }
             continue
         p = _primary(stored)
         age = p.age_hours(now)
-        fresh = age is not None and age * 3_600_000 <= factor * INTERVAL_MS.get(p.interval, 3_600_000)
+        fresh = age is not None and age * 3_600_000 <= factor * INTERVAL_MS.get(
+            p.interval, 3_600_000
+        )
         assets[asset] = {
             "status": "fresh" if fresh else "stale",
             "age_hours": round(age, 3) if age is not None else None,
@@ -89,7 +100,12 @@ def assess(series: list[SeriesInfo], last_run: dict | None, now: datetime, facto
         }
     fresh_count = sum(a["status"] == "fresh" for a in assets.values())
     total = len(assets)
-    freshness = {"overall_status": _grade(fresh_count, total), "fresh_count": fresh_count, "total_count": total, "assets": assets}
+    freshness = {
+        "overall_status": _grade(fresh_count, total),
+        "fresh_count": fresh_count,
+        "total_count": total,
+        "assets": assets,
+    }
 
     run = _run_component(last_run)
     if total == 0:
@@ -119,7 +135,8 @@ def _run_component(last_run: dict | None) -> dict:
     code = last_run.get("exit_code")
     status = "healthy" if code == 0 else "unhealthy" if code == 1 else "degraded"
     info = {k: v for k, v in last_run.items() if k != "universe"}
-    message = f"last run {last_run.get('outcome', 'unknown')} (exit {code}) at {last_run.get('finished_at')}"
+    outcome, finished = last_run.get("outcome", "unknown"), last_run.get("finished_at")
+    message = f"last run {outcome} (exit {code}) at {finished}"
     return {"status": status, **info, "message": message}
 
 
@@ -175,7 +192,16 @@ class _Handler(BaseHTTPRequestHandler):
             code, ctype, body = respond(srv.view, path, srv.now(), srv.factor)
         except Exception as exc:  # noqa: BLE001 - a broken folder is an unhealthy answer, not a dead server
             code, ctype = 503, "application/json"
-            body = orjson.dumps({"status": "unhealthy", "healthy": False, "message": f"{type(exc).__name__}: {exc}"}) + b"\n"
+            body = (
+                orjson.dumps(
+                    {
+                        "status": "unhealthy",
+                        "healthy": False,
+                        "message": f"{type(exc).__name__}: {exc}",
+                    }
+                )
+                + b"\n"
+            )
         self._send(code, ctype, body)
 
     def _refuse(self) -> None:
@@ -187,7 +213,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
 
-    def _send(self, code: int, ctype: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, code: int, ctype: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -211,15 +239,23 @@ class HealthServer:
     `with HealthServer(layout, now=...) as srv: srv.url`"""
 
     def __init__(
-        self, layout: Layout, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, now: Now = _system_now,
-        factor: float = DEFAULT_FACTOR, cache_s: float = 5.0,
+        self,
+        layout: Layout,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        now: Now = _system_now,
+        factor: float = DEFAULT_FACTOR,
+        cache_s: float = 5.0,
     ):
         if factor <= 0:
             raise MtsError(f"the freshness factor must be positive, not {factor}")
         try:
             self._server = _Server((host, port), _Handler)
         except OSError as exc:
-            raise MtsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port") from exc
+            raise MtsError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port"
+            ) from exc
         self._server.view = DiskView(layout, cache_s)
         self._server.now = now
         self._server.factor = factor
@@ -238,7 +274,12 @@ class HealthServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> HealthServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True, name="mts-health")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            daemon=True,
+            name="mts-health",
+        )
         self._thread.start()
         return self
 
@@ -256,7 +297,13 @@ class HealthServer:
 
 
 def serve(
-    layout: Layout, *, host: str, port: int, now: Now, factor: float, stop: threading.Event,
+    layout: Layout,
+    *,
+    host: str,
+    port: int,
+    now: Now,
+    factor: float,
+    stop: threading.Event,
     on_ready: Callable[[HealthServer], None] | None = None,
 ) -> None:
     """Serve until `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""

@@ -68,10 +68,16 @@ class SchedulerState:
         def iso(t: datetime | None) -> str | None:
             return t.isoformat() if t else None
 
-        return orjson.dumps({
-            "version": VERSION, "last_slot": iso(self.last_slot), "last_started_at": iso(self.last_started_at),
-            "last_finished_at": iso(self.last_finished_at), "last_exit_code": self.last_exit_code,
-        }, option=orjson.OPT_INDENT_2)
+        return orjson.dumps(
+            {
+                "version": VERSION,
+                "last_slot": iso(self.last_slot),
+                "last_started_at": iso(self.last_started_at),
+                "last_finished_at": iso(self.last_finished_at),
+                "last_exit_code": self.last_exit_code,
+            },
+            option=orjson.OPT_INDENT_2,
+        )
 
 
 def load_state(layout: Layout) -> SchedulerState:
@@ -84,11 +90,15 @@ def load_state(layout: Layout) -> SchedulerState:
         def t(name: str) -> datetime | None:
             return datetime.fromisoformat(doc[name]) if doc.get(name) else None
 
-        return SchedulerState(t("last_slot"), t("last_started_at"), t("last_finished_at"), doc.get("last_exit_code"))
+        return SchedulerState(
+            t("last_slot"), t("last_started_at"), t("last_finished_at"), doc.get("last_exit_code")
+        )
     except FileNotFoundError:
         return SchedulerState()
     except (ValueError, OSError, AttributeError, TypeError) as exc:
-        log.warning("scheduler state %s unreadable (%s): running now", layout.scheduler_state_path, exc)
+        log.warning(
+            "scheduler state %s unreadable (%s): running now", layout.scheduler_state_path, exc
+        )
         return SchedulerState()
 
 
@@ -99,7 +109,9 @@ def save_state(layout: Layout, state: SchedulerState) -> None:
 RunOnce = Callable[[threading.Event], "object"]
 
 
-def collect_once(settings: Settings, clock: Callable[[], datetime]) -> Callable[[threading.Event], object]:
+def collect_once(
+    settings: Settings, clock: Callable[[], datetime]
+) -> Callable[[threading.Event], object]:
     """A run_once for Scheduler: one collect that stops early when the event is set."""
 
     def run(stop: threading.Event):
@@ -115,8 +127,13 @@ class Scheduler:
     stopped (tests pass their own); `run_once` returns a CollectResult."""
 
     def __init__(
-        self, layout: Layout, every: timedelta, run_once: Callable[[threading.Event], object], *,
-        clock: Callable[[], datetime], stop: threading.Event | None = None,
+        self,
+        layout: Layout,
+        every: timedelta,
+        run_once: Callable[[threading.Event], object],
+        *,
+        clock: Callable[[], datetime],
+        stop: threading.Event | None = None,
         wait: Callable[[float], object] | None = None,
     ):
         self.layout = layout
@@ -139,7 +156,11 @@ class Scheduler:
                 continue
             nxt = slot_start(now, self.every) + self.every
             if announced != nxt:
-                log.info("scheduler: next run at %s", nxt.isoformat(), extra={"event": "scheduler_wait", "next_run": nxt.isoformat()})
+                log.info(
+                    "scheduler: next run at %s",
+                    nxt.isoformat(),
+                    extra={"event": "scheduler_wait", "next_run": nxt.isoformat()},
+                )
                 announced = nxt
             self.wait(min(seconds_until_next_slot(now, self.every), MAX_WAIT_S))
         return self.runs
@@ -149,7 +170,12 @@ class Scheduler:
         if state.last_slot is not None:
             missed = int((slot - state.last_slot) / self.every) - 1
             if missed > 0:
-                log.warning("scheduler: %d slot%s missed since %s; one run catches up", missed, "s" if missed != 1 else "", state.last_slot.isoformat())
+                log.warning(
+                    "scheduler: %d slot%s missed since %s; one run catches up",
+                    missed,
+                    "s" if missed != 1 else "",
+                    state.last_slot.isoformat(),
+                )
         state.last_started_at = now
         self.runs += 1
         try:
@@ -173,7 +199,9 @@ class Scheduler:
         save_state(self.layout, state)
 
 
-def run_every(settings: Settings, every: timedelta, *, clock: Callable[[], datetime], stop: threading.Event) -> int:
+def run_every(
+    settings: Settings, every: timedelta, *, clock: Callable[[], datetime], stop: threading.Event
+) -> int:
     """`mts run --every`: collect once per slot with `settings` until `stop` is set."""
     layout = Layout(settings.data_dir, settings.fmt)
     return Scheduler(layout, every, collect_once(settings, clock), clock=clock, stop=stop).loop()

@@ -37,7 +37,16 @@ from .transforms import sort_dedupe
 log = logging.getLogger(__name__)
 
 # Problem kinds, in the order they are reported.
-KINDS = ("unreadable", "foreign_schema", "stray_file", "unsorted", "duplicate_keys", "wrong_year", "gap", "checkpoint")
+KINDS = (
+    "unreadable",
+    "foreign_schema",
+    "stray_file",
+    "unsorted",
+    "duplicate_keys",
+    "wrong_year",
+    "gap",
+    "checkpoint",
+)
 FILE_KINDS = frozenset({"unreadable", "foreign_schema", "stray_file"})
 ROW_KINDS = frozenset({"unsorted", "duplicate_keys", "wrong_year"})
 # CoinGecko answers ranges shorter than about an hour with empty arrays: ask at least this much.
@@ -95,9 +104,12 @@ class VerifyReport:
 # --- checking (read-only) -----------------------------------------------------------------------
 
 
-def check_file(path: Path, dataset: str, fmt: str, year: int | None, rel: str) -> tuple[pl.DataFrame | None, list[Problem]]:
+def check_file(
+    path: Path, dataset: str, fmt: str, year: int | None, rel: str
+) -> tuple[pl.DataFrame | None, list[Problem]]:
     """The rows of one data file and what is wrong with it (unreadable or foreign: no rows)."""
     expected = schemas.SCHEMAS[dataset]
+    found: dict[str, object]
     try:
         if fmt == "parquet":
             found = dict(pl.read_parquet_schema(path))
@@ -107,7 +119,13 @@ def check_file(path: Path, dataset: str, fmt: str, year: int | None, rel: str) -
         return None, [Problem("unreadable", rel, _first_line(exc))]
     foreign = list(found) != list(expected) or (fmt == "parquet" and found != expected)
     if foreign:
-        return None, [Problem("foreign_schema", rel, f"columns {_describe(found)} are not the {dataset} schema {_describe(expected)}")]
+        return None, [
+            Problem(
+                "foreign_schema",
+                rel,
+                f"columns {_describe(found)} are not the {dataset} schema {_describe(expected)}",
+            )
+        ]
     try:
         df = store_mod.read_file(path, dataset, fmt)
     except CorruptFileError as exc:
@@ -124,11 +142,15 @@ def check_rows(df: pl.DataFrame, dataset: str, year: int | None, rel: str) -> li
         problems.append(Problem("unsorted", rel, f"rows are not sorted by {', '.join(keys)}"))
     dups = k.height - k.unique().height
     if dups:
-        problems.append(Problem("duplicate_keys", rel, f"{dups} rows repeat a key ({', '.join(keys)})"))
+        problems.append(
+            Problem("duplicate_keys", rel, f"{dups} rows repeat a key ({', '.join(keys)})")
+        )
     if year is not None:
         outside = int((df["timestamp"].dt.year() != year).sum())
         if outside:
-            problems.append(Problem("wrong_year", rel, f"{outside} rows belong to another year than {year}"))
+            problems.append(
+                Problem("wrong_year", rel, f"{outside} rows belong to another year than {year}")
+            )
     return problems
 
 
@@ -162,7 +184,9 @@ def check(layout: Layout, now: datetime, plan: Plan | None = None) -> VerifyRepo
     expected: set[Path] = set()
     spans, cp_error = read_checkpoint_spans(layout)
     now_ms = _ms(now)
-    oldest_ms = window_start(now_ms, 100_000, plan) if plan is not None and plan.history_days else None
+    oldest_ms = (
+        window_start(now_ms, 100_000, plan) if plan is not None and plan.history_days else None
+    )
     seen_series: set[SeriesKey] = set()
 
     for dataset in ("market_chart", "ohlc"):
@@ -186,19 +210,36 @@ def check(layout: Layout, now: datetime, plan: Plan | None = None) -> VerifyRepo
 
     for path in layout.data_files():
         if path not in expected:
-            report.problems.append(Problem("stray_file", _rel(layout, path), "not a data file of this layout and format"))
+            report.problems.append(
+                Problem(
+                    "stray_file", _rel(layout, path), "not a data file of this layout and format"
+                )
+            )
 
     if spans is None:
         if cp_error != "missing" or seen_series:
-            report.problems.append(Problem("checkpoint", _rel(layout, layout.checkpoint_path), f"checkpoint {cp_error}"))
+            report.problems.append(
+                Problem(
+                    "checkpoint", _rel(layout, layout.checkpoint_path), f"checkpoint {cp_error}"
+                )
+            )
     else:
         for key in sorted(set(spans) - seen_series, key=str):
-            report.problems.append(Problem("checkpoint", str(key), "the checkpoint records a span but no file is stored", key))
+            report.problems.append(
+                Problem(
+                    "checkpoint",
+                    str(key),
+                    "the checkpoint records a span but no file is stored",
+                    key,
+                )
+            )
     report.problems.sort(key=lambda p: (KINDS.index(p.kind), p.where, p.start or 0))
     return report
 
 
-def _series_problems(key: SeriesKey, ts: pl.Series, spans: dict[SeriesKey, Span] | None, oldest_ms: int | None) -> list[Problem]:
+def _series_problems(
+    key: SeriesKey, ts: pl.Series, spans: dict[SeriesKey, Span] | None, oldest_ms: int | None
+) -> list[Problem]:
     out = []
     step = INTERVAL_MS.get(key.interval)
     ms = ts.dt.epoch("ms").unique().sort().to_list()
@@ -212,21 +253,32 @@ def _series_problems(key: SeriesKey, ts: pl.Series, spans: dict[SeriesKey, Span]
     if spans is not None and ms:
         span = spans.get(key)
         if span is None:
-            out.append(Problem("checkpoint", str(key), f"{len(ms)} stored rows but no checkpoint entry", key))
+            out.append(
+                Problem(
+                    "checkpoint", str(key), f"{len(ms)} stored rows but no checkpoint entry", key
+                )
+            )
         elif step:
             outside = sum(1 for t in ms if t < span.start or t + step > span.end)
             if outside:
-                out.append(Problem(
-                    "checkpoint", str(key),
-                    f"{outside} stored rows outside the checkpoint's span {_iso(span.start)}..{_iso(span.end)}", key,
-                ))
+                out.append(
+                    Problem(
+                        "checkpoint",
+                        str(key),
+                        f"{outside} stored rows outside the checkpoint's span "
+                        f"{_iso(span.start)}..{_iso(span.end)}",
+                        key,
+                    )
+                )
     return out
 
 
 # --- repair -------------------------------------------------------------------------------------
 
 
-def plan_repair(gaps: list[Problem], now_ms: int, plan: Plan) -> tuple[list[RangeCall | OhlcCall], list[str]]:
+def plan_repair(
+    gaps: list[Problem], now_ms: int, plan: Plan
+) -> tuple[list[RangeCall | OhlcCall], list[str]]:
     """The fewest calls that fetch `gaps` on `plan`, and the parts it can no longer serve. Pure."""
     calls: list[RangeCall | OhlcCall] = []
     lost: list[str] = []
@@ -237,21 +289,26 @@ def plan_repair(gaps: list[Problem], now_ms: int, plan: Plan) -> tuple[list[Rang
     for key, runs in sorted(by_series.items(), key=lambda kv: str(kv[0])):
         runs.sort()
         if key.dataset == "market_chart":
-            c, gone = _range_calls(key, runs, now_ms, plan)
+            ranges, gone = _range_calls(key, runs, now_ms, plan)
+            calls += ranges
         else:
-            c, gone = _ohlc_call(key, runs, now_ms)
-        calls += c
+            ohlc, gone = _ohlc_call(key, runs, now_ms)
+            calls += ohlc
         lost += gone
     return calls, lost
 
 
-def _range_calls(key: SeriesKey, runs: list[tuple[int, int]], now_ms: int, plan: Plan) -> tuple[list[RangeCall], list[str]]:
+def _range_calls(
+    key: SeriesKey, runs: list[tuple[int, int]], now_ms: int, plan: Plan
+) -> tuple[list[RangeCall], list[str]]:
     oldest = window_start(now_ms, 100_000, plan) if plan.history_days else None
     lost, wanted = [], []
     for start, end in runs:
         if oldest is not None and start < oldest:
-            lost.append(f"{key}: {_iso(start)} to {_iso(min(end, oldest))} is older than the plan's "
-                        f"{plan.history_days}-day history and cannot be fetched again")
+            lost.append(
+                f"{key}: {_iso(start)} to {_iso(min(end, oldest))} is older than the plan's "
+                f"{plan.history_days}-day history and cannot be fetched again"
+            )
             start = oldest
         if start < end:
             wanted.append((start, end))
@@ -267,11 +324,16 @@ def _range_calls(key: SeriesKey, runs: list[tuple[int, int]], now_ms: int, plan:
     for start, end in groups:
         if end - start < MIN_RANGE_MS:
             start = max(end - MIN_RANGE_MS, oldest if oldest is not None else end - MIN_RANGE_MS)
-        calls += [RangeCall(key.asset_id, s, e) for s, e in split_span(start, end, plan.max_hourly_span_days)]
+        calls += [
+            RangeCall(key.asset_id, s, e)
+            for s, e in split_span(start, end, plan.max_hourly_span_days)
+        ]
     return calls, lost
 
 
-def _ohlc_call(key: SeriesKey, runs: list[tuple[int, int]], now_ms: int) -> tuple[list[OhlcCall], list[str]]:
+def _ohlc_call(
+    key: SeriesKey, runs: list[tuple[int, int]], now_ms: int
+) -> tuple[list[OhlcCall], list[str]]:
     """/ohlc only takes `days`: one call with the smallest `days` of this candle length that
     reaches back to the oldest gap, or the largest there is."""
     allowed = sorted(d for d, iv in OHLC_DAYS.items() if iv == key.interval)
@@ -282,9 +344,11 @@ def _ohlc_call(key: SeriesKey, runs: list[tuple[int, int]], now_ms: int) -> tupl
     days = fitting[0] if fitting else allowed[-1]
     served_from = now_ms - days * DAY
     lost = [
-        f"{key}: {key.interval} candles from {_iso(s)} to {_iso(min(e, served_from))} are older than "
+        f"{key}: {key.interval} candles from {_iso(s)} to {_iso(min(e, served_from))} "
+        f"are older than "
         f"{days} days and are no longer served"
-        for s, e in runs if s < served_from
+        for s, e in runs
+        if s < served_from
     ]
     if all(e <= served_from for _, e in runs):
         return [], lost
@@ -328,12 +392,18 @@ def rewrite_files(layout: Layout, problems: list[Problem]) -> list[str]:
             if path not in written:
                 path.unlink()
         where = str(key) if key else "markets"
-        done.append(f"rewrote {where}: {rows.height} rows -> {rows.height - _dropped(rows, dataset)} rows, sorted, one per key, each in its year")
+        done.append(
+            f"rewrote {where}: {rows.height} rows -> {rows.height - _dropped(rows, dataset)} rows, "
+            "sorted, one per key, each in its year"
+        )
     return done
 
 
 def repair(
-    settings: Settings, now: datetime, *, clock: Callable[[], datetime] | None = None,
+    settings: Settings,
+    now: datetime,
+    *,
+    clock: Callable[[], datetime] | None = None,
     session_factory: Callable | None = None,
 ) -> VerifyReport:
     """Check, fix what can be fixed (holding the data lock), and check again."""
@@ -355,23 +425,40 @@ def repair(
         if calls:
             result = collector.fetch_calls(calls)
             fetch = result.summary()
-            actions.append(f"fetched {len(calls)} gap call{'s' if len(calls) != 1 else ''}: "
-                           f"{fetch['rows_stored']} rows stored, {fetch['assets_failed']} assets failed")
+            actions.append(
+                f"fetched {len(calls)} gap call{'s' if len(calls) != 1 else ''}: "
+                f"{fetch['rows_stored']} rows stored, {fetch['assets_failed']} assets failed"
+            )
         if before.problems:
             old, _ = read_checkpoint_spans(layout)
             last_run = saved_last_run(layout)
             cp = Checkpoint.rebuild(layout)
             cp.last_run = last_run
             cp.save()
-            actions.append(f"rebuilt the checkpoint from the files ({len(cp.spans())} series"
-                           f"{'' if old is not None else ', the old one was unusable'})")
+            actions.append(
+                f"rebuilt the checkpoint from the files ({len(cp.spans())} series"
+                f"{'' if old is not None else ', the old one was unusable'})"
+            )
         after = check(layout, now, settings.plan)
     finally:
         collector.lock.release()
     asked = [(c.asset_id, c.start, c.end) for c in calls if isinstance(c, RangeCall)]
     for i, p in enumerate(after.problems):
-        if p.kind == "gap" and p.series and any(a == p.series.asset_id and s <= p.start and p.end <= e for a, s, e in asked):  # type: ignore[operator]
-            after.problems[i] = Problem(p.kind, p.where, p.detail + " (asked again: the API has no data there)", p.series, p.start, p.end)
+        if (
+            p.kind == "gap"
+            and p.series
+            and p.start is not None
+            and p.end is not None
+            and any(a == p.series.asset_id and s <= p.start and p.end <= e for a, s, e in asked)
+        ):
+            after.problems[i] = Problem(
+                p.kind,
+                p.where,
+                p.detail + " (asked again: the API has no data there)",
+                p.series,
+                p.start,
+                p.end,
+            )
     after.repaired, after.lost, after.fetch = actions, lost, fetch
     return after
 
@@ -396,7 +483,11 @@ def render_verify(report: dict, out=None) -> None:
         print(f"{p['kind']:<15} {p['where']}{span}: {p['detail']}", file=out)
     counts = ", ".join(f"{n} {k}" for k, n in report["counts"].items())
     verdict = "clean" if report["ok"] else f"{len(report['problems'])} problems ({counts})"
-    print(f"verify: {report['files']} files, {report['series']} series in {report['data_dir']}: {verdict}", file=out)
+    print(
+        f"verify: {report['files']} files, {report['series']} series "
+        f"in {report['data_dir']}: {verdict}",
+        file=out,
+    )
     if not report["ok"] and not report["repaired"]:
         print("run `mts verify --repair` to fix what can be fixed", file=out)
 
@@ -410,7 +501,9 @@ def _owner(layout: Layout, path: Path) -> tuple[str, SeriesKey | None]:
         return "markets", None
     from .layout import decode_asset_id
 
-    return parts[0], SeriesKey(parts[0], parts[1].split("=", 1)[1], decode_asset_id(parts[2].split("=", 1)[1]))
+    return parts[0], SeriesKey(
+        parts[0], parts[1].split("=", 1)[1], decode_asset_id(parts[2].split("=", 1)[1])
+    )
 
 
 def _dropped(rows: pl.DataFrame, dataset: str) -> int:
@@ -454,4 +547,3 @@ def _ms(t: datetime) -> int:
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
-

@@ -11,7 +11,7 @@ import typer.main
 from mts.cli import app, main
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-COMMANDS = sorted(typer.main.get_command(app).commands)
+COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 
 
 def commands_table() -> str:
@@ -24,7 +24,9 @@ def test_the_commands_are_the_documented_set():
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_is_in_the_readme_commands_table(command):
-    assert re.search(rf"^\| `mts {command}\b", commands_table(), re.M), f"`mts {command}` missing from README ## Commands"
+    assert re.search(rf"^\| `mts {command}\b", commands_table(), re.M), (
+        f"`mts {command}` missing from README ## Commands"
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -36,5 +38,13 @@ def test_every_command_has_help_with_an_example(command, capsys):
 
 def test_the_readme_has_the_operations_section():
     ops = README.split("## Operations", 1)[1]
-    for needle in ("cron", "OnCalendar=hourly", "[Timer]", "[Service]", "curl -f", "run_summary", "mts run --every 1h"):
+    for needle in (
+        "cron",
+        "OnCalendar=hourly",
+        "[Timer]",
+        "[Service]",
+        "curl -f",
+        "run_summary",
+        "mts run --every 1h",
+    ):
         assert needle in ops, needle

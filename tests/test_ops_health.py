@@ -41,7 +41,8 @@ def server(env, tmp_path):
 def metrics(text: str) -> dict[tuple[str, tuple], float]:
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for fam in text_string_to_metric_families(text) for s in fam.samples
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
     }
 
 
@@ -55,7 +56,11 @@ def test_healthy_after_a_fresh_collect_then_503_once_the_data_is_stale(server, e
     assert doc["status"] == "healthy" and doc["healthy"] is True
     assert doc["checked_at"] == NOW.isoformat()
     fresh = doc["components"]["data_freshness"]
-    assert (fresh["overall_status"], fresh["fresh_count"], fresh["total_count"]) == ("healthy", 3, 3)
+    assert (fresh["overall_status"], fresh["fresh_count"], fresh["total_count"]) == (
+        "healthy",
+        3,
+        3,
+    )
     assert sorted(fresh["assets"]) == sorted(assets)
     btc = fresh["assets"][assets[0]]
     assert set(btc) == {"status", "age_hours", "last_update", "records_count"}
@@ -71,13 +76,16 @@ def test_healthy_after_a_fresh_collect_then_503_once_the_data_is_stale(server, e
     doc = r.json()
     assert doc["status"] == "unhealthy" and doc["healthy"] is False
     assert doc["components"]["data_freshness"]["fresh_count"] == 0
-    assert {a["status"] for a in doc["components"]["data_freshness"]["assets"].values()} == {"stale"}
+    assert {a["status"] for a in doc["components"]["data_freshness"]["assets"].values()} == {
+        "stale"
+    }
 
 
 def test_metrics_parse_and_carry_the_last_runs_numbers(server, env, emulator, tmp_path):
     assert run_cli(["collect", *TOP], env).returncode == 0
     summary = [
-        orjson.loads(line) for line in (tmp_path / "logs" / "mts.jsonl").read_text().splitlines()
+        orjson.loads(line)
+        for line in (tmp_path / "logs" / "mts.jsonl").read_text().splitlines()
         if '"run_summary"' in line
     ][-1]
 
@@ -97,13 +105,20 @@ def test_metrics_parse_and_carry_the_last_runs_numbers(server, env, emulator, tm
         assert m[key] == emulator.count(endpoint=endpoint, status=200)
     assert m[("mts_last_run_timestamp_seconds", ())] == NOW.timestamp()
     btc = emulator.universe.asset_ids()[0]
-    age = ("mts_data_age_seconds", (("asset_id", btc), ("dataset", "market_chart"), ("interval", "1h")))
+    age = (
+        "mts_data_age_seconds",
+        (("asset_id", btc), ("dataset", "market_chart"), ("interval", "1h")),
+    )
     assert m[age] == 34 * 60 + 56  # NOW is 12:34:56, the newest hour starts at 12:00
     assert m[("mts_health_status", (("status", "healthy"),))] == 1
 
 
 def test_429s_and_retries_reach_the_metrics(server, env, emulator):
-    emulator.add_fault(FaultRule(kind="status", endpoint="range", status=429, times=2, headers={"Retry-After": "0"}))
+    emulator.add_fault(
+        FaultRule(
+            kind="status", endpoint="range", status=429, times=2, headers={"Retry-After": "0"}
+        )
+    )
     assert run_cli(["collect", *TOP], env).returncode == 0
     m = metrics(requests.get(server.url + "/metrics", timeout=10).text)
     assert m[("mts_last_run_rate_limited", ())] == 2
@@ -149,7 +164,9 @@ def test_serve_cli_binds_loopback_honours_mts_now_and_stops_on_sigterm(env, tmp_
         assert line.startswith("serving http://127.0.0.1:"), line + proc.stderr.read()
         url = line.split()[1].removesuffix("/health")
         r = requests.get(url + "/health", timeout=10)
-        assert r.status_code == 503 and r.json()["checked_at"] == (NOW + timedelta(days=2)).isoformat()
+        assert (
+            r.status_code == 503 and r.json()["checked_at"] == (NOW + timedelta(days=2)).isoformat()
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:
@@ -178,7 +195,11 @@ def info(asset, age_h, interval="1h", dataset="market_chart", rows=10):
 )
 def test_status_rules(ages, last_code, status, http):
     series = [info(f"a{i}", age) for i, age in enumerate(ages)]
-    run = None if last_code is None else {"exit_code": last_code, "outcome": "x", "finished_at": NOW.isoformat()}
+    run = (
+        None
+        if last_code is None
+        else {"exit_code": last_code, "outcome": "x", "finished_at": NOW.isoformat()}
+    )
     code, doc = assess(series, run, NOW)
     assert (doc["status"], code) == (status, http)
 

@@ -69,7 +69,14 @@ def test_two_missed_slots_give_one_catch_up_run(tmp_path):
         waits.append(seconds)
         stop.set()  # the first wait ends the test: by then every due run has been made
 
-    sched = Scheduler(layout, HOUR, lambda s: runs.append(1) or FakeResult(), clock=lambda: NOW, stop=stop, wait=wait)
+    sched = Scheduler(
+        layout,
+        HOUR,
+        lambda s: runs.append(1) or FakeResult(),
+        clock=lambda: NOW,
+        stop=stop,
+        wait=wait,
+    )
     assert sched.loop() == 1
     assert len(runs) == 1
     assert waits == [MAX_WAIT_S]  # then it sleeps, re-reading the clock each minute, till 13:00
@@ -77,7 +84,14 @@ def test_two_missed_slots_give_one_catch_up_run(tmp_path):
 
     # Restarted within the same slot: nothing to catch up.
     stop.clear()
-    again = Scheduler(layout, HOUR, lambda s: runs.append(1) or FakeResult(), clock=lambda: NOW, stop=stop, wait=wait)
+    again = Scheduler(
+        layout,
+        HOUR,
+        lambda s: runs.append(1) or FakeResult(),
+        clock=lambda: NOW,
+        stop=stop,
+        wait=wait,
+    )
     assert again.loop() == 0 and len(runs) == 1
 
 
@@ -115,7 +129,11 @@ def test_cli_catches_up_once_after_missed_slots_then_waits(env, emulator, tmp_pa
     save_state(layout, SchedulerState(last_slot=SLOT - 3 * HOUR))
     proc = popen_cli(["run", "--every", "1h", "--top", "3", "--days", "1"], env)
     try:
-        wait_for(lambda: any(e.get("event") == "scheduler_wait" for e in log_events(tmp_path)), proc, "wait")
+        wait_for(
+            lambda: any(e.get("event") == "scheduler_wait" for e in log_events(tmp_path)),
+            proc,
+            "wait",
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
@@ -127,7 +145,10 @@ def test_cli_catches_up_once_after_missed_slots_then_waits(env, emulator, tmp_pa
     assert emulator.count(endpoint="markets") == 1
     assert any("2 slots missed" in e["message"] for e in events)
     assert load_state(layout).last_slot == SLOT
-    assert next(e for e in events if e.get("event") == "scheduler_wait")["next_run"] == (SLOT + HOUR).isoformat()
+    assert (
+        next(e for e in events if e.get("event") == "scheduler_wait")["next_run"]
+        == (SLOT + HOUR).isoformat()
+    )
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
@@ -137,7 +158,9 @@ def test_a_signal_mid_run_leaves_data_and_checkpoint_consistent(env, emulator, t
     layout = Layout(tmp_path / "data")
     proc = popen_cli(["run", "--every", "1h", "--top", "20", "--days", "7"], slow)
     try:
-        wait_for(lambda: any(layout.root.glob("market_chart/*/*/*/*.parquet")), proc, "a stored file")
+        wait_for(
+            lambda: any(layout.root.glob("market_chart/*/*/*/*.parquet")), proc, "a stored file"
+        )
         proc.send_signal(sig)
         assert proc.wait(timeout=30) == code, proc.stderr.read()
     finally:
@@ -146,7 +169,9 @@ def test_a_signal_mid_run_leaves_data_and_checkpoint_consistent(env, emulator, t
             proc.wait()
     summary = next(e for e in log_events(tmp_path) if e.get("event") == "run_summary")
     assert summary["outcome"] == "interrupted"
-    assert summary["assets_succeeded"] < 20 and summary["rows_stored"] > 0, summary  # stopped mid-run
+    assert summary["assets_succeeded"] < 20 and summary["rows_stored"] > 0, (
+        summary
+    )  # stopped mid-run
     report = check(layout, NOW)
     assert report.problems == [], report.as_dict()  # no torn file, no gap, checkpoint agrees
     assert orjson.loads(layout.checkpoint_path.read_bytes())["last_run"]["outcome"] == "interrupted"

@@ -75,7 +75,9 @@ def test_finds_a_planted_duplicate(collected, env):
     assert proc.returncode == 3
     doc = orjson.loads(proc.stdout)
     assert doc["counts"] == {"duplicate_keys": 1}
-    assert doc["problems"][0]["where"].endswith(f"asset_id={assets[1]}/year={NOW.year}/data.parquet")
+    assert doc["problems"][0]["where"].endswith(
+        f"asset_id={assets[1]}/year={NOW.year}/data.parquet"
+    )
 
 
 def test_finds_a_file_with_a_foreign_schema(collected, env):
@@ -111,7 +113,11 @@ def test_finds_rows_of_another_year_unsorted_rows_and_stray_files(collected):
     pl.read_parquet(chart(layout, assets[1])).head(3).write_parquet(other)
     (path.parent / "copy.parquet").write_bytes(path.read_bytes())
 
-    assert sorted(kinds(check(layout, NOW, settings.plan))) == ["stray_file", "unsorted", "wrong_year"]
+    assert sorted(kinds(check(layout, NOW, settings.plan))) == [
+        "stray_file",
+        "unsorted",
+        "wrong_year",
+    ]
 
 
 def test_finds_a_checkpoint_that_disagrees_with_the_files(collected):
@@ -119,7 +125,10 @@ def test_finds_a_checkpoint_that_disagrees_with_the_files(collected):
     cp = Checkpoint.load(layout)
     key = SeriesKey("market_chart", "1h", assets[0])
     cp.forget(key)
-    cp.extend(SeriesKey("market_chart", "1h", "ghost-coin"), cp.span(SeriesKey("market_chart", "1h", assets[1])))
+    cp.extend(
+        SeriesKey("market_chart", "1h", "ghost-coin"),
+        cp.span(SeriesKey("market_chart", "1h", assets[1])),
+    )
     cp.save()
 
     found = {(p.kind, p.where) for p in check(layout, NOW, settings.plan).problems}
@@ -154,9 +163,9 @@ def test_an_unusable_checkpoint_is_reported_and_rebuilt(collected, emulator):
     settings, layout, _ = collected
     spans = Checkpoint.load(layout).spans()
     layout.checkpoint_path.write_bytes(b"{ torn")
-    assert [(p.kind, p.detail.split(" (")[0]) for p in check(layout, NOW, settings.plan).problems] == [
-        ("checkpoint", "checkpoint unreadable")
-    ]
+    assert [
+        (p.kind, p.detail.split(" (")[0]) for p in check(layout, NOW, settings.plan).problems
+    ] == [("checkpoint", "checkpoint unreadable")]
     emulator.reset_log()
     report = verify(settings, NOW, repair_=True)
     assert report.problems == [] and emulator.count() == 0
@@ -199,7 +208,10 @@ def test_gaps_the_api_no_longer_serves_are_reported_as_lost():
 def test_nearby_gaps_share_one_call_and_long_ones_are_split():
     now_ms = (int(NOW.timestamp() * 1000) // HOUR) * HOUR
     key = SeriesKey("market_chart", "1h", "bitcoin")
-    near = [Problem("gap", str(key), "", key, now_ms - d * DAY, now_ms - d * DAY + 3 * HOUR) for d in (20, 10)]
+    near = [
+        Problem("gap", str(key), "", key, now_ms - d * DAY, now_ms - d * DAY + 3 * HOUR)
+        for d in (20, 10)
+    ]
     calls, lost = plan_repair(near, now_ms, PLANS["demo"])
     assert lost == [] and len(calls) == 1
     assert (calls[0].start, calls[0].end) == (now_ms - 20 * DAY, now_ms - 10 * DAY + 3 * HOUR)
@@ -223,7 +235,12 @@ def test_ohlc_gaps_take_the_smallest_days_that_reach_back():
 
 @pytest.mark.parametrize(
     ("ts", "step", "gaps"),
-    [([], 1, []), ([0, 1, 2], 1, []), ([0, 1, 4, 5, 7], 1, [(2, 4), (6, 7)]), ([0, 10], 5, [(5, 10)])],
+    [
+        ([], 1, []),
+        ([0, 1, 2], 1, []),
+        ([0, 1, 4, 5, 7], 1, [(2, 4), (6, 7)]),
+        ([0, 10], 5, [(5, 10)]),
+    ],
 )
 def test_find_gaps(ts, step, gaps):
     assert find_gaps(ts, step) == gaps
