@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 
@@ -17,6 +18,22 @@ from .layout import Layout, SeriesKey
 log = logging.getLogger(__name__)
 
 VERSION = 1
+
+
+def footer_problem(path: Path, dataset: str) -> str | None:
+    """Why a Parquet file is not a complete file of `dataset` (torn, foreign, other columns),
+    judged from its footer alone; None when it looks whole."""
+    import polars as pl
+
+    from .schemas import SCHEMAS
+
+    try:
+        schema = dict(pl.read_parquet_schema(path))
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        return f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+    if schema != SCHEMAS[dataset]:
+        return f"{path}: columns {schema} are not the {dataset} schema"
+    return None
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,9 @@ class Checkpoint:
         self.layout = layout
         self._spans: dict[SeriesKey, Span] = dict(spans or {})
         self.last_run: dict | None = last_run
+        # Files whose footer shows they are torn or foreign: (series, path, why). Their series
+        # claims nothing here, so the period is fetched again once the collector sets them aside.
+        self.corrupt: list[tuple[SeriesKey, Path, str]] = []
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()  # serialise+write as one step: newest state wins
 
@@ -85,6 +105,11 @@ class Checkpoint:
         for dataset in ("market_chart", "ohlc"):
             for key in self.layout.iter_series(dataset):
                 for _, path in self.layout.series_years(key):
+                    problem = footer_problem(path, dataset)
+                    if problem is not None:
+                        self.corrupt.append((key, path, problem))
+                        self.forget(key)
+                        continue
                     span = read_span(path)
                     if span is not None:
                         self.extend(key, Span(*span))

@@ -45,7 +45,7 @@ from .planner import (
 from .ratelimit import RateLimiter
 from .settings import Settings
 from .stats import RunStats
-from .store import Store
+from .store import Store, set_aside
 from .universe import fetch_snapshot
 from .universe import snapshot_hours as snap_hours
 from .validate import apply_rules, market_chart_rules, ohlc_rules
@@ -214,7 +214,7 @@ class Collector:
         if not self.lock.held:
             self.lock.acquire()
         remove_stale_temps(self.layout.root)
-        checkpoint = Checkpoint.load(self.layout)
+        checkpoint = self._load_checkpoint()
         self.checkpoint = checkpoint
 
         if snapshot is not None and "markets" in s.datasets and not snapshot.is_empty():
@@ -246,7 +246,7 @@ class Collector:
         if owns_lock:
             self.lock.acquire()
         try:
-            self.checkpoint = Checkpoint.load(self.layout)
+            self.checkpoint = self._load_checkpoint()
             for call in calls:
                 outcome = result.outcomes.setdefault(call.asset_id, AssetOutcome(call.asset_id))
                 if not outcome.ok:
@@ -269,6 +269,14 @@ class Collector:
             if owns_lock:
                 self.lock.release()
         return result
+
+    def _load_checkpoint(self) -> Checkpoint:
+        """The checkpoint, with torn or foreign files moved aside (kept) under the lock; their
+        series claim nothing, so this run fetches their period again."""
+        checkpoint = Checkpoint.load(self.layout)
+        for _, path, reason in checkpoint.corrupt:
+            set_aside(self.layout, path, reason)
+        return checkpoint
 
     # --- discovery ----------------------------------------------------------------------------
 
@@ -308,8 +316,8 @@ class Collector:
                     if self.on_progress:
                         self.on_progress(done, total, result)
             except KeyboardInterrupt:
+                # Skip the assets not started; leaving the pool waits for those in hand.
                 self.stop.set()
-                self.limiter.stop()
                 for f in futures:
                     f.cancel()
                 raise Interrupted() from None
@@ -322,14 +330,14 @@ class Collector:
         outcome = AssetOutcome(ap.asset_id)
         if self.stop.is_set():
             raise Interrupted()
+        # Once started, an asset is finished even when a stop is asked for (Ctrl-C, SIGTERM):
+        # only assets not yet started are skipped. A fatal error stops the limiter instead.
         try:
             for call in ap.ranges:
-                self._check_stop()
                 self._fetch_range(call, plan.window_start, outcome)
             if ap.snapshot_hour is not None and snap is not None:
                 self._store_snapshot_sample(ap, snap, plan.window_start, outcome)
             if ap.ohlc is not None:
-                self._check_stop()
                 self._fetch_ohlc(ap.ohlc, outcome)
         except InterruptedError:
             raise Interrupted() from None

@@ -66,23 +66,31 @@ def test_the_checks_catch_a_lost_row_an_overclaiming_checkpoint_and_a_torn_file(
 
 
 def test_sigint_exits_130_and_leaves_a_consistent_folder_that_the_next_run_completes(emulator, env, tmp_path):
-    args = ["collect", "--days", "3", "--top", "4"]
+    from mts.settings import Settings
+
+    top = Settings.workers + 4  # more assets than workers: some are not started when the signal lands
+    args = ["collect", "--days", "3", "--top", str(top)]
     ref_env = {**env, "MTS_DATA_DIR": str(tmp_path / "ref"), "MTS_LOG_DIR": str(tmp_path / "ref-logs")}
     assert run_cli(args, ref_env).returncode == 0
     reference = crash.read_tree(tmp_path / "ref")
 
-    # A paced run (0.2 s between calls, ~2 s of work) so the signal lands in the middle of it.
+    # A paced run (0.2 s between calls) so the signal lands in the middle of it.
     slow = {**env, "MTS_RATE_LIMIT": "300"}
     emulator.reset_log()
-    seen = 0
     proc = popen_cli(args, slow)
-    while emulator.count() <= seen + 1 and proc.poll() is None:
+    while emulator.count() < 2 and proc.poll() is None:
         time.sleep(0.005)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err
+    assert out.startswith("interrupted:"), out
+
+    # It stopped at once: the assets in hand were finished, none was started after the signal.
+    started = emulator.count(endpoint="range")
+    assert started <= Settings.workers < top
+    assert emulator.count(endpoint="ohlc") == started
 
     data = tmp_path / "data"
     report = crash.Report()
@@ -93,8 +101,6 @@ def test_sigint_exits_130_and_leaves_a_consistent_folder_that_the_next_run_compl
     assert not crash.temp_files(data)
     doc = orjson.loads((data / "_state" / "checkpoint.json").read_bytes())
     assert doc["last_run"]["outcome"] == "interrupted" and doc["last_run"]["exit_code"] == 130
-    # It stopped: the assets in hand finished their call, no asset started its next one.
-    assert emulator.count(endpoint="ohlc") < 4
     assert sum(df.height for df in tree.values()) < sum(df.height for df in reference.values())
 
     done = run_cli(args, env)
