@@ -25,9 +25,13 @@ def test_encoding_round_trips_and_names_one_safe_component(asset_id):
 
 @given(st.text(min_size=1, max_size=30), st.text(min_size=1, max_size=30))
 def test_encoding_is_injective_even_on_case_insensitive_file_systems(a, b):
+    try:
+        ea, eb = encode_asset_id(a), encode_asset_id(b)
+    except InvalidAssetId:
+        return  # too long once encoded (30 four-byte characters): refused, not mis-stored
     if a != b:
-        assert encode_asset_id(a).lower() != encode_asset_id(b).lower() or encode_asset_id(a) != encode_asset_id(b)
-        assert encode_asset_id(a) != encode_asset_id(b)
+        # Upper case is escaped too, so folders differ even where case does not count.
+        assert ea.lower() != eb.lower()
 
 
 @pytest.mark.parametrize("asset_id", HOSTILE)
