@@ -55,6 +55,8 @@ class Checkpoint:
         self.layout = layout
         self._spans: dict[SeriesKey, Span] = dict(spans or {})
         self.last_run: dict | None = last_run
+        # The quote currency of every price in the folder: one folder never mixes two.
+        self.vs_currency: str | None = None
         # Files whose footer shows they are torn or foreign: (series, path, why). Their series
         # claims nothing here, so the period is fetched again once the collector sets them aside.
         self.corrupt: list[tuple[SeriesKey, Path, str]] = []
@@ -88,7 +90,9 @@ class Checkpoint:
                 for interval, by_asset in by_interval.items():
                     for asset, span in by_asset.items():
                         spans[SeriesKey(dataset, interval, asset)] = Span(int(span["from"]), int(span["to"]))
-            return cls(layout, spans, doc.get("last_run"))
+            cp = cls(layout, spans, doc.get("last_run"))
+            cp.vs_currency = doc.get("vs_currency")
+            return cp
         except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
             log.warning("checkpoint %s unreadable (%s): rebuilding it from the data files", path, exc)
             return None
@@ -167,7 +171,7 @@ class Checkpoint:
                     "from": span.start,
                     "to": span.end,
                 }
-            doc = {"version": VERSION, "series": series, "last_run": self.last_run}
+            doc = {"version": VERSION, "vs_currency": self.vs_currency, "series": series, "last_run": self.last_run}
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
     def save(self) -> None:

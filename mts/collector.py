@@ -28,6 +28,7 @@ from .errors import (
     StopRun,
     StorageError,
     Unreachable,
+    UsageError,
 )
 from .intervals import INTERVAL_MS
 from .layout import Layout, SeriesKey
@@ -216,6 +217,12 @@ class Collector:
         remove_stale_temps(self.layout.root)
         checkpoint = self._load_checkpoint()
         self.checkpoint = checkpoint
+        if checkpoint.vs_currency not in (None, s.vs_currency):
+            raise UsageError(
+                f"{self.layout.root} holds prices in {checkpoint.vs_currency}; collect {s.vs_currency}"
+                " into another --data-dir (one folder never mixes currencies)"
+            )
+        checkpoint.vs_currency = s.vs_currency
 
         if snapshot is not None and "markets" in s.datasets and not snapshot.is_empty():
             result.markets_rows = self.store.merge(None, "markets", snapshot.drop("id_error", "type_error")).rows_added

@@ -166,3 +166,35 @@ def test_refused_connection_is_reported_the_same_way(tmp_path):
 def test_clean_env_does_not_leak_the_callers_settings(monkeypatch):
     monkeypatch.setenv("COINGECKO_BASE_URL", "http://example.invalid")
     assert "COINGECKO_BASE_URL" not in clean_env({})
+
+
+def test_one_folder_never_mixes_quote_currencies(env, tmp_path):
+    assert run_cli(["collect", "--days", "2", "--top", "2"], env).returncode == 0
+    before = read_tree(tmp_path / "data")
+    proc = run_cli(["collect", "--days", "2", "--top", "2", "--vs-currency", "eur"], env)
+    assert proc.returncode == 2
+    assert "holds prices in usd" in proc.stderr and "--data-dir" in proc.stderr
+    after = read_tree(tmp_path / "data")
+    assert before.keys() == after.keys() and all(before[k].equals(after[k]) for k in before)
+
+
+def test_a_window_across_new_year_lands_in_two_year_files(tmp_path):
+    from datetime import UTC, datetime
+
+    from mts.collector import Collector
+    from mts.emulator import Emulator
+    from mts.settings import resolve_settings
+
+    now = datetime(2026, 1, 2, 5, 30, tzinfo=UTC)
+    with Emulator(now=now) as emu:
+        env = {"COINGECKO_BASE_URL": emu.base_url, "MTS_RATE_LIMIT": "100000"}
+        s = resolve_settings(env, days=7, top=2, datasets="market_chart,ohlc", data_dir=tmp_path / "data")
+        assert Collector(s, clock=lambda: now).run().exit_code == 0
+        layout = Layout(tmp_path / "data")
+        asset = emu.universe.asset_ids()[0]
+        key = SeriesKey("market_chart", "1h", asset)
+        years = layout.series_years(key)
+        assert [y for y, _ in years] == [2025, 2026]
+        parts = [pl.read_parquet(p) for _, p in years]
+        assert all(df["timestamp"].dt.year().unique().to_list() == [y] for (y, _), df in zip(years, parts, strict=True))
+        assert sum(df.height for df in parts) == 168
