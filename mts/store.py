@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from .transforms import sort_dedupe
 log = logging.getLogger(__name__)
 
 _CSV_TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.3fZ"
+_RECENT_FILES = 32  # > workers x files a chunk touches
 
 
 def read_file(path: Path, dataset: str, fmt: str) -> pl.DataFrame:
@@ -96,6 +99,35 @@ class Store:
 
     def __init__(self, layout: Layout):
         self.layout = layout
+        # The last frames this Store wrote, keyed by path and checked against the file's
+        # identity: the next chunk of a backfill merges without reading the file back.
+        # Bounded, so memory does not grow with the number of series.
+        self._recent: OrderedDict[Path, tuple[tuple[int, int, int], pl.DataFrame]] = OrderedDict()
+        self._recent_lock = threading.Lock()
+
+    def _existing(self, path: Path, dataset: str) -> pl.DataFrame:
+        try:
+            st = path.stat()
+        except OSError:
+            return self._read_or_set_aside(path, dataset) if path.exists() else schemas.empty(dataset)
+        with self._recent_lock:
+            hit = self._recent.get(path)
+        if hit is not None and hit[0] == (st.st_ino, st.st_size, st.st_mtime_ns):
+            return hit[1]
+        return self._read_or_set_aside(path, dataset)
+
+    def _remember(self, path: Path, df: pl.DataFrame) -> None:
+        if self.layout.fmt != "parquet":  # only Parquet round-trips bit for bit
+            return
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        with self._recent_lock:
+            self._recent[path] = ((st.st_ino, st.st_size, st.st_mtime_ns), df)
+            self._recent.move_to_end(path)
+            while len(self._recent) > _RECENT_FILES:
+                self._recent.popitem(last=False)
 
     def read_series(self, key: SeriesKey) -> pl.DataFrame:
         """All stored rows of a series (corrupt files are set aside and skipped)."""
@@ -125,11 +157,12 @@ class Store:
         for year in years.unique().sort().to_list():
             part = rows.filter(years == year)
             path = self.layout.series_file(key, year) if key else self.layout.markets_file(year)
-            existing = self._read_or_set_aside(path, dataset) if path.exists() else schemas.empty(dataset)
+            existing = self._existing(path, dataset)
             merged = sort_dedupe(pl.concat([existing, part]), dataset)
             if merged.equals(existing):
                 continue
             result.rows_added += merged.height - existing.height
             write_file(merged, path, self.layout.fmt, span)
+            self._remember(path, merged)
             result.files_written += 1
         return result
