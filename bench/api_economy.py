@@ -114,14 +114,18 @@ def main() -> int:
         predicted, got, _ = plan_then_collect(emu, args, emu.env(data, logs, later(8)))
         all_ok &= row("(d) after 6 missed hourly runs", got, minimum, predicted)
         if entered:
-            print(f"    the top {n} changed: {entered // 4} assets entered and need their first year (4 more calls each)")
+            print(
+                f"    the top {n} changed: {entered // 4} assets entered and need their first year (4 more calls each)"
+            )
 
         # (c) a fresh backfill killed halfway, then resumed.
         emu.set_clock(NOW)
         data_c = work / "data_c"
         env_c = emu.env(data_c, work / "logs_c")
         emu.reset_log()
-        proc = subprocess.Popen(mts_cmd("collect", *args), env=env_c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            mts_cmd("collect", *args), env=env_c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         half = (pages + 5 * n) // 2
         deadline = time.time() + 900
         while time.time() < deadline and len(emu.requests_log()) < half and proc.poll() is None:
@@ -139,8 +143,10 @@ def main() -> int:
                 if not (float(r["params"]["to"]) <= lo or float(r["params"]["from"]) > hi):
                     repeated += 1
         all_ok &= row(f"(c) killed after {killed_calls} calls, resumed", got, minimum, predicted)
-        print(f"    {len(stored)}/{n} assets had data at the kill; range calls repeated for stored data: {repeated}"
-              f"; answers lost in flight at the kill: {killed_calls + got['total'] - pages - (pages + 5 * n)}")
+        print(
+            f"    {len(stored)}/{n} assets had data at the kill; range calls repeated for stored data: {repeated}"
+            f"; answers lost in flight at the kill: {killed_calls + got['total'] - pages - (pages + 5 * n)}"
+        )
         all_ok &= repeated == 0
     print("all runs at the minimum" if all_ok else "SOME RUNS ABOVE THE MINIMUM")
     return 0 if all_ok else 1
@@ -152,7 +158,9 @@ def emu_markets(emu: EmulatorProcess, n: int) -> list[dict]:
 
     out = []
     for page in range(1, math.ceil(n / 250) + 1):
-        r = requests.get(f"{emu.base_url}/coins/markets", params={"vs_currency": "usd", "per_page": 250, "page": page}, timeout=30)
+        r = requests.get(
+            f"{emu.base_url}/coins/markets", params={"vs_currency": "usd", "per_page": 250, "page": page}, timeout=30
+        )
         out += [{"asset_id": item["id"]} for item in r.json()]
     return out[:n]
 

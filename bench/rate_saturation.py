@@ -22,8 +22,19 @@ from _common import NOW, PY, ROOT, mts_cmd, run_measured, workdir  # noqa: E402
 
 class LimitedEmulator:
     def __init__(self, limit: int, latency: float):
-        self.args = [PY, "-m", "mts.emulator", "--port", "0", "--now", NOW.isoformat(),
-                     "--rate-limit", str(limit), "--latency", str(latency)]
+        self.args = [
+            PY,
+            "-m",
+            "mts.emulator",
+            "--port",
+            "0",
+            "--now",
+            NOW.isoformat(),
+            "--rate-limit",
+            str(limit),
+            "--latency",
+            str(latency),
+        ]
 
     def __enter__(self):
         self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -58,12 +69,17 @@ def main() -> int:
     work = workdir(a.workdir, "rate_saturation")
     with LimitedEmulator(limit, latency) as emu:
         env = {
-            "COINGECKO_BASE_URL": emu.base_url, "MTS_RATE_LIMIT": str(limit),
-            "MTS_DATA_DIR": str(work / "data"), "MTS_LOG_DIR": str(work / "logs"), "MTS_NOW": NOW.isoformat(),
+            "COINGECKO_BASE_URL": emu.base_url,
+            "MTS_RATE_LIMIT": str(limit),
+            "MTS_DATA_DIR": str(work / "data"),
+            "MTS_LOG_DIR": str(work / "logs"),
+            "MTS_NOW": NOW.isoformat(),
             "PATH": "/usr/bin:/bin",
         }
         # --days 120 needs two 90-day windows per asset: 2 range calls per asset.
-        run = run_measured(mts_cmd("collect", "--days", str(days), "--top", str(assets), "--datasets", "market_chart"), env)
+        run = run_measured(
+            mts_cmd("collect", "--days", str(days), "--top", str(assets), "--datasets", "market_chart"), env
+        )
         log = emu.log()
         mts_rate = sustained_rate(log)
         mts_429 = sum(r["status"] == 429 for r in log)
@@ -74,14 +90,19 @@ def main() -> int:
         ids = [r["asset"] for r in log if r["endpoint"] == "range"]
         frm, to = int(NOW.timestamp()) - 80 * 86400, int(NOW.timestamp()) - 10 * 86400
         for asset in ids[:seq_calls]:
-            session.get(f"{emu.base_url}/coins/{asset}/market_chart/range",
-                        params={"vs_currency": "usd", "from": frm, "to": to}, timeout=30)
+            session.get(
+                f"{emu.base_url}/coins/{asset}/market_chart/range",
+                params={"vs_currency": "usd", "from": frm, "to": to},
+                timeout=30,
+            )
         seq_log = emu.log()
         seq_rate = sustained_rate(seq_log)
 
     print(f"emulator: limit {limit}/min, latency {latency * 1000:.0f} ms")
-    print(f"mts       {len(log):>4} calls  {mts_rate:6.1f} calls/min = {mts_rate / limit:6.1%} of the limit"
-          f"  429s {mts_429}  exit {run.rc}  wall {run.wall:.1f} s")
+    print(
+        f"mts       {len(log):>4} calls  {mts_rate:6.1f} calls/min = {mts_rate / limit:6.1%} of the limit"
+        f"  429s {mts_429}  exit {run.rc}  wall {run.wall:.1f} s"
+    )
     print(f"sequential{len(seq_log):>4} calls  {seq_rate:6.1f} calls/min = {seq_rate / limit:6.1%} of the limit")
     print(f"mts / sequential: {mts_rate / seq_rate:.2f}x")
     # The smoke form is too short for the 95% bar: its one serial discovery call weighs on ~40.

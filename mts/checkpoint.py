@@ -71,7 +71,11 @@ class Checkpoint:
         when it is missing or unreadable."""
         path = layout.checkpoint_path
         if not path.exists():
-            return cls.rebuild(layout) if (layout.root / "market_chart").exists() or (layout.root / "ohlc").exists() else cls(layout)
+            return (
+                cls.rebuild(layout)
+                if (layout.root / "market_chart").exists() or (layout.root / "ohlc").exists()
+                else cls(layout)
+            )
         cp = cls._read(layout)
         if cp is None:
             return cls.rebuild(layout)
@@ -166,7 +170,9 @@ class Checkpoint:
     def to_json(self) -> bytes:
         with self._lock:
             series: dict = {}
-            for key, span in sorted(self._spans.items(), key=lambda kv: (kv[0].dataset, kv[0].interval, kv[0].asset_id)):
+            for key, span in sorted(
+                self._spans.items(), key=lambda kv: (kv[0].dataset, kv[0].interval, kv[0].asset_id)
+            ):
                 series.setdefault(key.dataset, {}).setdefault(key.interval, {})[key.asset_id] = {
                     "from": span.start,
                     "to": span.end,

@@ -46,7 +46,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     verbose: Verbose = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     _state["verbose"] = _state["verbose"] or verbose
 
@@ -80,16 +82,31 @@ def _clock():
 
 @app.command()
 def collect(
-    days: Days = None, top: Top = None, assets: Assets = None, datasets: Datasets = None,
-    fmt: Fmt = None, vs_currency: Vs = None, data_dir: DataDir = None, log_dir: LogDir = None,
+    days: Days = None,
+    top: Top = None,
+    assets: Assets = None,
+    datasets: Datasets = None,
+    fmt: Fmt = None,
+    vs_currency: Vs = None,
+    data_dir: DataDir = None,
+    log_dir: LogDir = None,
     verbose: Verbose = False,
 ) -> None:
     """Fetch what is missing of the window and store it.
 
     Example: mts collect --days 7 --top 20
     """
-    settings = _settings(verbose, days=days, top=top, assets=assets, datasets=datasets, fmt=fmt,
-                         vs_currency=vs_currency, data_dir=data_dir, log_dir=log_dir)
+    settings = _settings(
+        verbose,
+        days=days,
+        top=top,
+        assets=assets,
+        datasets=datasets,
+        fmt=fmt,
+        vs_currency=vs_currency,
+        data_dir=data_dir,
+        log_dir=log_dir,
+    )
     _logging(settings)
     from .collector import Collector
     from .progress import progress_printer
@@ -130,7 +147,8 @@ def _print_summary(result) -> None:
     line = (
         f"{s['outcome']}: {s['assets_succeeded']}/{s['assets_attempted']} assets ok, "
         f"{s['rows_stored']:,} rows stored, {s['rows_quarantined']:,} quarantined, "
-        f"{s['calls']:,} API calls ({s['rate_limited']} rate-limited, {s['retries']} retries) in {s['duration_s']:.1f} s"
+        f"{s['calls']:,} API calls ({s['rate_limited']} rate-limited, {s['retries']} retries)"
+        f" in {s['duration_s']:.1f} s"
     )
     print(line, file=out)
     if failed:
@@ -144,7 +162,8 @@ def _print_summary(result) -> None:
 
 @app.command()
 def status(
-    data_dir: DataDir = None, fmt: Fmt = None,
+    data_dir: DataDir = None,
+    fmt: Fmt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     verbose: Verbose = False,
 ) -> None:
@@ -166,8 +185,13 @@ def status(
 
 @app.command()
 def plan(
-    days: Days = None, top: Top = None, assets: Assets = None, datasets: Datasets = None,
-    fmt: Fmt = None, vs_currency: Vs = None, data_dir: DataDir = None,
+    days: Days = None,
+    top: Top = None,
+    assets: Assets = None,
+    datasets: Datasets = None,
+    fmt: Fmt = None,
+    vs_currency: Vs = None,
+    data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     verbose: Verbose = False,
 ) -> None:
@@ -175,8 +199,16 @@ def plan(
 
     Example: mts plan --days 365 --top 300
     """
-    settings = _settings(verbose, days=days, top=top, assets=assets, datasets=datasets, fmt=fmt,
-                         vs_currency=vs_currency, data_dir=data_dir)
+    settings = _settings(
+        verbose,
+        days=days,
+        top=top,
+        assets=assets,
+        datasets=datasets,
+        fmt=fmt,
+        vs_currency=vs_currency,
+        data_dir=data_dir,
+    )
     from .dryrun import dry_run, render_dry_run
 
     report = dry_run(settings, now=_clock()())
@@ -216,8 +248,16 @@ class _stop_on_signals:
 
 @app.command()
 def verify(
-    repair: Annotated[bool, typer.Option("--repair", help="Set bad files aside, rewrite unsorted or duplicated ones, fetch the gaps, rebuild the checkpoint.")] = False,
-    data_dir: DataDir = None, fmt: Fmt = None, log_dir: LogDir = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Set bad files aside, rewrite unsorted or duplicated ones, fetch the gaps, rebuild the checkpoint.",
+        ),
+    ] = False,
+    data_dir: DataDir = None,
+    fmt: Fmt = None,
+    log_dir: LogDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     verbose: Verbose = False,
 ) -> None:
@@ -246,10 +286,23 @@ def verify(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to bind (default 127.0.0.1: this host only).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (default 8080; 0 picks a free one).")] = 8080,
-    max_age_factor: Annotated[float, typer.Option("--max-age-factor", help="An asset is stale once its newest row is older than this many of its intervals (default 2).")] = 2.0,
-    data_dir: DataDir = None, fmt: Fmt = None, log_dir: LogDir = None, verbose: Verbose = False,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind (default 127.0.0.1: this host only).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port (default 8080; 0 picks a free one).")
+    ] = 8080,
+    max_age_factor: Annotated[
+        float,
+        typer.Option(
+            "--max-age-factor",
+            help="An asset is stale once its newest row is older than this many of its intervals (default 2).",
+        ),
+    ] = 2.0,
+    data_dir: DataDir = None,
+    fmt: Fmt = None,
+    log_dir: LogDir = None,
+    verbose: Verbose = False,
 ) -> None:
     """Serve GET /health (JSON, HTTP 503 when unhealthy) and GET /metrics (Prometheus text).
 
@@ -265,16 +318,31 @@ def serve(
 
     stop = threading.Event()
     with _stop_on_signals(stop) as signals:
-        serve_health(Layout(settings.data_dir, settings.fmt), host=host, port=port, now=_clock(),
-                     factor=max_age_factor, stop=stop, on_ready=ready)
+        serve_health(
+            Layout(settings.data_dir, settings.fmt),
+            host=host,
+            port=port,
+            now=_clock(),
+            factor=max_age_factor,
+            stop=stop,
+            on_ready=ready,
+        )
     raise typer.Exit(signals.exit_code)
 
 
 @app.command("run")
 def run_every(
-    every: Annotated[str, typer.Option("--every", help="How often: 1h (default), 30m, 1d, 2h30m; slots are aligned to UTC.")] = "1h",
-    days: Days = None, top: Top = None, assets: Assets = None, datasets: Datasets = None,
-    fmt: Fmt = None, vs_currency: Vs = None, data_dir: DataDir = None, log_dir: LogDir = None,
+    every: Annotated[
+        str, typer.Option("--every", help="How often: 1h (default), 30m, 1d, 2h30m; slots are aligned to UTC.")
+    ] = "1h",
+    days: Days = None,
+    top: Top = None,
+    assets: Assets = None,
+    datasets: Datasets = None,
+    fmt: Fmt = None,
+    vs_currency: Vs = None,
+    data_dir: DataDir = None,
+    log_dir: LogDir = None,
     verbose: Verbose = False,
 ) -> None:
     """Collect once per slot until stopped: a scheduler for hosts without cron.
@@ -288,8 +356,17 @@ def run_every(
     from .scheduler import run_every as schedule
 
     interval = parse_every(every)
-    settings = _settings(verbose, days=days, top=top, assets=assets, datasets=datasets, fmt=fmt,
-                         vs_currency=vs_currency, data_dir=data_dir, log_dir=log_dir)
+    settings = _settings(
+        verbose,
+        days=days,
+        top=top,
+        assets=assets,
+        datasets=datasets,
+        fmt=fmt,
+        vs_currency=vs_currency,
+        data_dir=data_dir,
+        log_dir=log_dir,
+    )
     _logging(settings)
     stop = threading.Event()
     with _stop_on_signals(stop) as signals:

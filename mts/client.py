@@ -99,19 +99,27 @@ def classify(status: int, headers: Any, body: bytes, now: datetime, what: str) -
     if code == 10011:
         return StopRun(
             "a Demo key was sent to the pro host: set COINGECKO_BASE_URL to https://api.coingecko.com/api/v3"
-            " or COINGECKO_PLAN to your paid plan (CoinGecko 10011)", **kw)
+            " or COINGECKO_PLAN to your paid plan (CoinGecko 10011)",
+            **kw,
+        )
     if code == 10010:
         return StopRun(
             "a paid key was sent to the public host: set COINGECKO_PLAN to your paid plan or"
-            " COINGECKO_BASE_URL to https://pro-api.coingecko.com/api/v3 (CoinGecko 10010)", **kw)
+            " COINGECKO_BASE_URL to https://pro-api.coingecko.com/api/v3 (CoinGecko 10010)",
+            **kw,
+        )
     if code in (10002, 10001) or (status == 401 and code is None):
-        return StopRun(f"the API refused the key (HTTP {status}, {code}): check COINGECKO_API_KEY and COINGECKO_PLAN", **kw)
+        return StopRun(
+            f"the API refused the key (HTTP {status}, {code}): check COINGECKO_API_KEY and COINGECKO_PLAN", **kw
+        )
     if code == 10005:
         return StopRun(f"{what} needs a paid plan (CoinGecko 10005): set COINGECKO_PLAN to match your key", **kw)
     if code == 20000:
         return StopRun(f"CoinGecko blocked this network (20000): {short}", **kw)
     if status == 403 and ("cloudflare" in text.lower() or "access denied" in text.lower()):
-        return RateLimited(f"{what}: throttled by the CDN (HTTP 403)", retry_after=retry_after_seconds(headers, now), **kw)
+        return RateLimited(
+            f"{what}: throttled by the CDN (HTTP 403)", retry_after=retry_after_seconds(headers, now), **kw
+        )
     if status == 404:
         return SkipAsset(f"{what}: not found (HTTP 404: {short})", **kw)
     if status == 400 and "vs_currency" in message:
@@ -176,8 +184,10 @@ class CoinGeckoClient:
                 if is_probe:
                     self.limiter.release_probe()
                 self.stats.record_call(endpoint, "error")
-                if not self._reached.is_set() and isinstance(exc, requests.ConnectionError) and not isinstance(
-                    exc, requests.exceptions.ChunkedEncodingError
+                if (
+                    not self._reached.is_set()
+                    and isinstance(exc, requests.ConnectionError)
+                    and not isinstance(exc, requests.exceptions.ChunkedEncodingError)
                 ):
                     if attempt >= 2:
                         raise Unreachable(
@@ -243,7 +253,9 @@ class CoinGeckoClient:
         params: dict[str, Any] = {"vs_currency": self.settings.vs_currency, "from": start_s, "to": end_s}
         if hourly:
             params["interval"] = "hourly"
-        return self.get("range", f"/coins/{_quote(asset_id)}/market_chart/range", params, f"{asset_id} market_chart/range")
+        return self.get(
+            "range", f"/coins/{_quote(asset_id)}/market_chart/range", params, f"{asset_id} market_chart/range"
+        )
 
     def ohlc(self, asset_id: str, days: int | str) -> Any:
         params = {"vs_currency": self.settings.vs_currency, "days": days}
@@ -258,7 +270,11 @@ def _quote(asset_id: str) -> str:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc)
-    if "Name or service not known" in text or "Temporary failure in name resolution" in text or "NameResolution" in text:
+    if (
+        "Name or service not known" in text
+        or "Temporary failure in name resolution" in text
+        or "NameResolution" in text
+    ):
         return "DNS lookup failed"
     if "Connection refused" in text:
         return "connection refused"

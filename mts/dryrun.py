@@ -35,8 +35,14 @@ def dry_run(settings: Settings, now: datetime, client=None) -> dict:
         if not with_snapshot:
             discovery = []
     plan = plan_collect(
-        universe=universe, datasets=settings.datasets, days=settings.days, now_ms=now_ms, plan=settings.plan,
-        spans=checkpoint.spans(), snapshot_hours=hours, markets=discovery if with_snapshot else [],
+        universe=universe,
+        datasets=settings.datasets,
+        days=settings.days,
+        now_ms=now_ms,
+        plan=settings.plan,
+        spans=checkpoint.spans(),
+        snapshot_hours=hours,
+        markets=discovery if with_snapshot else [],
     )
     by_endpoint = plan.calls_by_endpoint()
     total = plan.total_calls
@@ -84,8 +90,10 @@ def render_dry_run(report: dict) -> None:
         f"plan {report['plan']} at {report['rate_per_min']:g} calls/min: {report['assets']} assets, "
         f"{report['days']} days, datasets {','.join(report['datasets'])}"
     )
-    print(f"calls: {c['total']} (markets {c['markets']}, market_chart/range {c['range']}, ohlc {c['ohlc']})"
-          f" ≈ {report['minutes_at_rate']:.1f} min at the plan's rate")
+    print(
+        f"calls: {c['total']} (markets {c['markets']}, market_chart/range {c['range']}, ohlc {c['ohlc']})"
+        f" ≈ {report['minutes_at_rate']:.1f} min at the plan's rate"
+    )
     for lost in report["lost"]:
         print(f"lost: {lost}")
     h = report["hourly_cron"]

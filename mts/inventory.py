@@ -63,8 +63,15 @@ def describe_series(layout: Layout, key: SeriesKey) -> SeriesInfo:
     step = INTERVAL_MS.get(key.interval)
     expected = int((last - first).total_seconds() * 1000 // step) + 1 if step else ts.n_unique()
     return SeriesInfo(
-        key.dataset, key.interval, key.asset_id, ts.len(), first, last,
-        max(0, expected - ts.n_unique()), nfiles, bad,
+        key.dataset,
+        key.interval,
+        key.asset_id,
+        ts.len(),
+        first,
+        last,
+        max(0, expected - ts.n_unique()),
+        nfiles,
+        bad,
     )
 
 

@@ -106,10 +106,7 @@ class Layout:
         return self.quarantine_dir / "corrupt_files"
 
     def series_dir(self, key: SeriesKey) -> Path:
-        return (
-            self.root / key.dataset / f"interval={key.interval}"
-            / f"asset_id={encode_asset_id(key.asset_id)}"
-        )
+        return self.root / key.dataset / f"interval={key.interval}" / f"asset_id={encode_asset_id(key.asset_id)}"
 
     def series_file(self, key: SeriesKey, year: int) -> Path:
         return self.series_dir(key) / f"year={year}" / f"{FILE_STEM}.{self.ext}"

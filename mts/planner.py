@@ -147,7 +147,9 @@ def plan_market_chart(
     return calls, (snapshot_hour if use_snapshot else None)
 
 
-def plan_ohlc(asset_id: str, interval: str, span: Span | None, days: int, now_ms: int) -> tuple[OhlcCall | None, Lost | None]:
+def plan_ohlc(
+    asset_id: str, interval: str, span: Span | None, days: int, now_ms: int
+) -> tuple[OhlcCall | None, Lost | None]:
     """The smallest allowed `days` that reaches back to the first missing candle, or nothing
     when no candle of this length has closed since the last stored one."""
     length = INTERVAL_MS[interval]
@@ -165,7 +167,9 @@ def plan_ohlc(asset_id: str, interval: str, span: Span | None, days: int, now_ms
         chosen = allowed[-1]
         oldest_served = now_ms - chosen * DAY
         lost = Lost(
-            SeriesKey("ohlc", interval, asset_id), need_from, oldest_served,
+            SeriesKey("ohlc", interval, asset_id),
+            need_from,
+            oldest_served,
             f"{interval} candles older than {chosen} days are no longer served",
         )
     return OhlcCall(asset_id, interval, chosen, need_from), lost
@@ -195,7 +199,9 @@ def plan_collect(
                 asset_id, spans.get(SeriesKey("market_chart", "1h", asset_id)), w_start, now_ms, snap, plan
             )
         if "ohlc" in datasets:
-            ap.ohlc, gone = plan_ohlc(asset_id, interval, spans.get(SeriesKey("ohlc", interval, asset_id)), days, now_ms)
+            ap.ohlc, gone = plan_ohlc(
+                asset_id, interval, spans.get(SeriesKey("ohlc", interval, asset_id)), days, now_ms
+            )
             if gone:
                 lost.append(gone)
         assets.append(ap)

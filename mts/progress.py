@@ -14,8 +14,13 @@ def progress_printer(settings):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
-        TextColumn("collect"), BarColumn(), MofNCompleteColumn(), TextColumn("assets"),
-        TextColumn("{task.fields[calls]} calls"), TimeRemainingColumn(), transient=True,
+        TextColumn("collect"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("assets"),
+        TextColumn("{task.fields[calls]} calls"),
+        TimeRemainingColumn(),
+        transient=True,
     ) as bar:
         task = bar.add_task("collect", total=None, calls=0)
 

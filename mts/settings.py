@@ -87,10 +87,7 @@ def resolve_settings(
 ) -> Settings:
     """Resolve every setting once. Raises UsageError with a one-line fix for bad values."""
     key_value = (
-        env.get("COINGECKO_API_KEY")
-        or env.get("COINGECKO_PRO_API_KEY")
-        or env.get("COINGECKO_DEMO_API_KEY")
-        or None
+        env.get("COINGECKO_API_KEY") or env.get("COINGECKO_PRO_API_KEY") or env.get("COINGECKO_DEMO_API_KEY") or None
     )
     plan_name = (env.get("COINGECKO_PLAN") or "").strip().lower()
     if not plan_name:
@@ -101,16 +98,12 @@ def resolve_settings(
         else:
             plan_name = "public"
     if plan_name not in PLANS:
-        raise UsageError(
-            f"COINGECKO_PLAN={plan_name!r} is not a plan; use one of {', '.join(PLANS)}"
-        )
+        raise UsageError(f"COINGECKO_PLAN={plan_name!r} is not a plan; use one of {', '.join(PLANS)}")
     plan = PLANS[plan_name]
     if env.get("MTS_HOURLY_INTERVAL", "").strip() in ("1", "true", "yes") and plan.paid:
         plan = dataclasses.replace(plan, hourly_interval_param=True)
     if plan.key_header and not key_value:
-        raise UsageError(
-            f"plan {plan.name!r} needs a key: set COINGECKO_API_KEY (or unset COINGECKO_PLAN)"
-        )
+        raise UsageError(f"plan {plan.name!r} needs a key: set COINGECKO_API_KEY (or unset COINGECKO_PLAN)")
 
     base_url = (env.get("COINGECKO_BASE_URL") or plan.base_url).rstrip("/")
     if not base_url.startswith(("http://", "https://")):
@@ -123,9 +116,7 @@ def resolve_settings(
         except ValueError:
             rate = -1
         if rate <= 0:
-            raise UsageError(
-                f"MTS_RATE_LIMIT={env['MTS_RATE_LIMIT']!r} must be a positive number of calls/min"
-            )
+            raise UsageError(f"MTS_RATE_LIMIT={env['MTS_RATE_LIMIT']!r} must be a positive number of calls/min")
 
     read_timeout = Settings.read_timeout
     if env.get("MTS_HTTP_TIMEOUT"):
@@ -134,9 +125,7 @@ def resolve_settings(
         except ValueError:
             read_timeout = -1
         if read_timeout <= 0:
-            raise UsageError(
-                f"MTS_HTTP_TIMEOUT={env['MTS_HTTP_TIMEOUT']!r} must be a positive number of seconds"
-            )
+            raise UsageError(f"MTS_HTTP_TIMEOUT={env['MTS_HTTP_TIMEOUT']!r} must be a positive number of seconds")
 
     days = DEFAULT_DAYS if days is None else days
     if days < 1:

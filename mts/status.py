@@ -36,8 +36,14 @@ def render_status(report: dict) -> None:
             table.add_column(col, justify="right" if col in ("rows", "missing", "age h") else "left")
         for s in report["series"]:
             table.add_row(
-                s["dataset"], s["interval"], s["asset_id"], (s["first"] or "")[:16], (s["last"] or "")[:16],
-                f"{s['rows']:,}", str(s["missing"]), f"{s['age_hours']:.1f}" if s["age_hours"] is not None else "",
+                s["dataset"],
+                s["interval"],
+                s["asset_id"],
+                (s["first"] or "")[:16],
+                (s["last"] or "")[:16],
+                f"{s['rows']:,}",
+                str(s["missing"]),
+                f"{s['age_hours']:.1f}" if s["age_hours"] is not None else "",
                 "yes" if s["fresh"] else "[red]no[/red]",
             )
         console.print(table)

@@ -15,9 +15,7 @@ def fetch_snapshot(client: CoinGeckoClient, settings: Settings) -> tuple[pl.Data
     """(valid snapshot rows in market-cap order, cut to --top; rejected rows with their rule).
     An id that cannot name a folder is rejected here, before anything is written."""
     calls = markets_calls(None if settings.assets else settings.top, settings.assets)
-    frames = [
-        tf.markets_items(client.markets(c.page, c.per_page, list(c.ids) if c.ids else None)) for c in calls
-    ]
+    frames = [tf.markets_items(client.markets(c.page, c.per_page, list(c.ids) if c.ids else None)) for c in calls]
     raw = pl.concat(frames) if frames else tf.markets_items([])
     valid, rejects = apply_rules(raw, markets_rules())
     if settings.assets is None:

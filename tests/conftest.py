@@ -51,16 +51,26 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     return {**base, **extra}
 
 
-def run_cli(args: list[str], env: dict[str, str], timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """`python main.py ARGS` in a subprocess, as cron would run it."""
     return subprocess.run(
         [sys.executable, str(ROOT / "main.py"), *args],
-        env=clean_env(env), capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT,
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or ROOT,
     )
 
 
 def popen_cli(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), *args],
-        env=clean_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd or ROOT,
+        env=clean_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd or ROOT,
     )

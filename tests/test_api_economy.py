@@ -28,8 +28,11 @@ def collect_counting(emulator, env) -> dict:
     emulator.reset_log()
     proc = run_cli(["collect", *ARGS], env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"markets": emulator.count(endpoint="markets"), "range": emulator.count(endpoint="range"),
-            "total": emulator.count()}
+    return {
+        "markets": emulator.count(endpoint="markets"),
+        "range": emulator.count(endpoint="range"),
+        "total": emulator.count(),
+    }
 
 
 def at(env, delta: timedelta) -> dict:
@@ -98,8 +101,16 @@ def test_a_429_storm_costs_no_data_and_at_most_one_failed_request_per_worker(emu
     assert run_cli(args, ref).returncode == 0
     emulator.configure(latency_s=0.02)
     emulator.reset_log()
-    emulator.add_fault(FaultRule(kind="status", status=429, headers={"Retry-After": "5"}, duration_s=20,
-                                 skip=5, body=b'{"status":{"error_code":429,"error_message":"You\'ve exceeded the Rate Limit."}}'))
+    emulator.add_fault(
+        FaultRule(
+            kind="status",
+            status=429,
+            headers={"Retry-After": "5"},
+            duration_s=20,
+            skip=5,
+            body=b'{"status":{"error_code":429,"error_message":"You\'ve exceeded the Rate Limit."}}',
+        )
+    )
     proc = run_cli(args, {**env, "MTS_RATE_LIMIT": "600"}, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     workers = 8

@@ -8,8 +8,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(script: str, tmp_path: Path) -> str:
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--small", "--workdir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--small", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 

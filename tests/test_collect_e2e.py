@@ -71,11 +71,16 @@ def test_second_identical_run_changes_no_row_and_asks_only_for_the_snapshot(emul
 
 
 def test_an_hour_later_only_new_data_is_fetched(emulator, env, tmp_path):
-    assert run_cli(["--collect", "--days", "7", "--top", "20", "--datasets", "market_chart,markets"], env).returncode == 0
+    assert (
+        run_cli(["--collect", "--days", "7", "--top", "20", "--datasets", "market_chart,markets"], env).returncode == 0
+    )
     emulator.clock.advance(HOUR)
     emulator.reset_log()
     later = {**env, "MTS_NOW": (NOW + HOUR).isoformat()}
-    assert run_cli(["--collect", "--days", "7", "--top", "20", "--datasets", "market_chart,markets"], later).returncode == 0
+    assert (
+        run_cli(["--collect", "--days", "7", "--top", "20", "--datasets", "market_chart,markets"], later).returncode
+        == 0
+    )
     # The new hour of all 20 assets came with the one /coins/markets call.
     assert emulator.count() == 1
     layout = Layout(tmp_path / "data")
@@ -97,7 +102,10 @@ def test_each_dataset_opens_in_one_line_with_polars_and_duckdb(env, tmp_path):
         rel = duckdb.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true)")
         types = dict(zip(rel.columns, [str(t) for t in rel.types], strict=True))
         assert types["timestamp"] == "TIMESTAMP WITH TIME ZONE"
-        assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)").fetchall()[0][0] == df.height
+        assert (
+            duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)").fetchall()[0][0]
+            == df.height
+        )
     schemas = {str(pl.read_parquet_schema(p)) for p in data.glob("market_chart/**/*.parquet")}
     assert len(schemas) == 1
 

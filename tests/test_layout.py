@@ -8,7 +8,23 @@ from hypothesis import strategies as st
 from mts.errors import InvalidAssetId
 from mts.layout import MAX_ENCODED_LEN, Layout, SeriesKey, decode_asset_id, encode_asset_id
 
-HOSTILE = ["../../x", "a/b", "..", ".", "con", "NUL", "com1", "Bitcoin", "é", "😀", "50%off", "a\\b", "x\x00y", " ", "_"]
+HOSTILE = [
+    "../../x",
+    "a/b",
+    "..",
+    ".",
+    "con",
+    "NUL",
+    "com1",
+    "Bitcoin",
+    "é",
+    "😀",
+    "50%off",
+    "a\\b",
+    "x\x00y",
+    " ",
+    "_",
+]
 
 
 @given(st.text(min_size=1, max_size=40))

@@ -47,17 +47,40 @@ def test_window_never_reaches_past_the_history_depth():
 def test_backfill_then_next_hour_then_missed_hours():
     demo = PLANS["demo"]
     universe = ["a", "b"]
-    p = plan_collect(universe=universe, datasets=("market_chart", "markets"), days=365, now_ms=NOW, plan=demo,
-                     spans={}, snapshot_hours={"a": NOW_H, "b": NOW_H}, markets=markets_calls(2, None))
+    p = plan_collect(
+        universe=universe,
+        datasets=("market_chart", "markets"),
+        days=365,
+        now_ms=NOW,
+        plan=demo,
+        spans={},
+        snapshot_hours={"a": NOW_H, "b": NOW_H},
+        markets=markets_calls(2, None),
+    )
     assert p.calls_by_endpoint() == {"markets": 1, "range": 10, "ohlc": 0}
     spans = {SeriesKey("market_chart", "1h", a): Span(p.window_start, NOW_H + HOUR) for a in universe}
-    nxt = plan_collect(universe=universe, datasets=("market_chart", "markets"), days=365, now_ms=NOW + HOUR,
-                       plan=demo, spans=spans, snapshot_hours={"a": NOW_H + HOUR, "b": NOW_H + HOUR}, markets=[])
+    nxt = plan_collect(
+        universe=universe,
+        datasets=("market_chart", "markets"),
+        days=365,
+        now_ms=NOW + HOUR,
+        plan=demo,
+        spans=spans,
+        snapshot_hours={"a": NOW_H + HOUR, "b": NOW_H + HOUR},
+        markets=[],
+    )
     assert nxt.calls_by_endpoint()["range"] == 0
     assert all(a.snapshot_hour == NOW_H + HOUR for a in nxt.assets)
-    later = plan_collect(universe=universe, datasets=("market_chart",), days=365, now_ms=NOW + 7 * HOUR,
-                         plan=demo, spans=spans, snapshot_hours={"a": NOW_H + 7 * HOUR, "b": NOW_H + 7 * HOUR},
-                         markets=[])
+    later = plan_collect(
+        universe=universe,
+        datasets=("market_chart",),
+        days=365,
+        now_ms=NOW + 7 * HOUR,
+        plan=demo,
+        spans=spans,
+        snapshot_hours={"a": NOW_H + 7 * HOUR, "b": NOW_H + 7 * HOUR},
+        markets=[],
+    )
     calls = [c for a in later.assets for c in a.ranges]
     assert [(c.start, c.end) for c in calls] == [(NOW_H + HOUR, NOW_H + 7 * HOUR)] * 2
 
@@ -66,8 +89,16 @@ def test_a_longer_window_extends_the_stored_span_backwards():
     demo = PLANS["demo"]
     key = SeriesKey("market_chart", "1h", "a")
     stored = Span(NOW_H - 10 * DAY, NOW_H + HOUR)
-    p = plan_collect(universe=["a"], datasets=("market_chart",), days=200, now_ms=NOW, plan=demo,
-                     spans={key: stored}, snapshot_hours={"a": NOW_H}, markets=[])
+    p = plan_collect(
+        universe=["a"],
+        datasets=("market_chart",),
+        days=200,
+        now_ms=NOW,
+        plan=demo,
+        spans={key: stored},
+        snapshot_hours={"a": NOW_H},
+        markets=[],
+    )
     ranges = p.assets[0].ranges
     assert all(r.backward for r in ranges) and len(ranges) == 3
     assert ranges[0].end == stored.start  # newest first, so the span stays contiguous

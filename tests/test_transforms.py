@@ -51,8 +51,14 @@ def test_bad_values_are_rejected_with_the_rule_they_broke():
     valid, rejects = apply_rules(samples, market_chart_rules(T0, T0 + 10 * H, T0 + 10 * H))
     assert valid.height == 1
     assert rejects["rule"].to_list() == [
-        "numeric_type", "price_positive", "price_positive", "price_positive", "price_positive",
-        "market_cap_non_negative", "inside_window", "duplicate_sample",
+        "numeric_type",
+        "price_positive",
+        "price_positive",
+        "price_positive",
+        "price_positive",
+        "market_cap_non_negative",
+        "inside_window",
+        "duplicate_sample",
     ]
 
 
@@ -78,8 +84,16 @@ def test_ohlc_open_time_forming_candle_and_rules():
 
 def test_markets_items_with_hostile_and_broken_entries():
     items = [
-        {"id": "bitcoin", "symbol": "btc", "name": "Bitcoin", "current_price": 1.0, "market_cap": 2.0,
-         "market_cap_rank": 1, "total_volume": 3.0, "last_updated": "2026-11-20T00:04:42.472Z"},
+        {
+            "id": "bitcoin",
+            "symbol": "btc",
+            "name": "Bitcoin",
+            "current_price": 1.0,
+            "market_cap": 2.0,
+            "market_cap_rank": 1,
+            "total_volume": 3.0,
+            "last_updated": "2026-11-20T00:04:42.472Z",
+        },
         {"id": "x" * 300, "current_price": 1.0, "last_updated": "2026-11-20T00:04:42.472Z"},
         {"id": "eth", "current_price": "oops", "last_updated": "2026-11-20T00:04:42.472Z"},
         "not an object",
