@@ -265,6 +265,8 @@ class CoinGeckoClient:
 def _quote(asset_id: str) -> str:
     from urllib.parse import quote
 
+    if asset_id in (".", ".."):
+        raise SkipAsset(f"{asset_id!r} cannot be sent as a URL path segment (it would address another resource)")
     return quote(asset_id, safe="")
 
 

@@ -59,6 +59,9 @@ def ohlc_rules(length_ms: int, window_start_ms: int, now_ms: int) -> list[Rule]:
 def markets_rules() -> list[Rule]:
     return [
         Rule("asset_id_storable", pl.col("id_error").is_null()),
+        # "." and ".." cannot be sent as a URL path segment: HTTP clients and servers resolve
+        # them away, so /coins/../ohlc would ask for another resource.
+        Rule("asset_id_addressable", ~pl.col("asset_id").is_in([".", ".."])),
         _numeric_types(),
         Rule("last_updated_present", pl.col("last_updated").is_not_null()),
         Rule("price_positive_or_null", pl.col("price").is_null() | _finite_positive("price")),
