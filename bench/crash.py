@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from mts.emulator import Emulator  # noqa: E402
 from mts.errors import CorruptFileError  # noqa: E402
 from mts.intervals import INTERVAL_MS  # noqa: E402
-from mts.layout import Layout, decode_asset_id  # noqa: E402
+from mts.layout import Layout  # noqa: E402
 from mts.schemas import KEYS  # noqa: E402
 from mts.store import read_file  # noqa: E402
 
@@ -71,8 +71,15 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not (self.rows_lost or self.rows_extra or self.duplicate_keys or self.unreadable_files
-                    or self.temp_files_left or self.checkpoint_overclaims or self.bad_exit_codes)
+        return not (
+            self.rows_lost
+            or self.rows_extra
+            or self.duplicate_keys
+            or self.unreadable_files
+            or self.temp_files_left
+            or self.checkpoint_overclaims
+            or self.bad_exit_codes
+        )
 
     def line(self) -> str:
         return (
@@ -91,14 +98,19 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
 
 def cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), *args], env=clean_env(env), cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(ROOT / "main.py"), *args],
+        env=clean_env(env),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
 def data_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.parquet") if not any(
-        part.startswith(("_", ".")) for part in p.relative_to(root).parts))
+    return sorted(
+        p for p in root.rglob("*.parquet") if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
+    )
 
 
 def temp_files(root: Path) -> list[Path]:
@@ -153,7 +165,10 @@ def check_checkpoint(root: Path, reference: dict[str, pl.DataFrame], report: Rep
 
                 series_dir = layout.series_dir(SeriesKey(dataset, interval, asset))
                 ref = [df for rel, df in reference.items() if (root / rel).parent.parent == series_dir]
-                disk = [read_file(p, dataset, "parquet") for _, p in layout.series_years(SeriesKey(dataset, interval, asset))]
+                disk = [
+                    read_file(p, dataset, "parquet")
+                    for _, p in layout.series_years(SeriesKey(dataset, interval, asset))
+                ]
                 want = _stamps(ref, span["from"], span["to"] - length)
                 have = _stamps(disk, span["from"], span["to"] - length)
                 missing = want - have
@@ -161,7 +176,8 @@ def check_checkpoint(root: Path, reference: dict[str, pl.DataFrame], report: Rep
                     report.checkpoint_overclaims += len(missing)
                     report.problems.append(
                         f"checkpoint claims {dataset}/{interval}/{asset} [{span['from']}, {span['to']})"
-                        f" but {len(missing)} of its rows are not on disk")
+                        f" but {len(missing)} of its rows are not on disk"
+                    )
 
 
 def _stamps(frames: list[pl.DataFrame], lo: int, hi: int) -> set[int]:
@@ -176,6 +192,7 @@ def compare(final: dict[str, pl.DataFrame], reference: dict[str, pl.DataFrame], 
     for rel in sorted(set(final) | set(reference)):
         got, want = final.get(rel), reference.get(rel)
         if got is None:
+            assert want is not None
             report.rows_lost += want.height
             report.problems.append(f"{label}: {rel} missing ({want.height} rows)")
             continue
@@ -198,8 +215,16 @@ def compare(final: dict[str, pl.DataFrame], reference: dict[str, pl.DataFrame], 
 class Campaign:
     """An emulator, the references, and a scratch folder; `run(kills)` does the killing."""
 
-    def __init__(self, workdir: Path, *, top: int = 4, days: int = 3, latency_s: float = 0.004,
-                 rate_per_min: int = 3000, seed: int = 0):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        top: int = 4,
+        days: int = 3,
+        latency_s: float = 0.004,
+        rate_per_min: int = 3000,
+        seed: int = 0,
+    ):
         self.workdir = workdir
         self.top, self.days = top, days
         self.rate = rate_per_min
@@ -240,17 +265,17 @@ class Campaign:
         self.earlier = self.workdir / "earlier"  # a complete run 7 hours ago: the incremental start
         self.ref_fresh = self.workdir / "ref-fresh"
         self.ref_incr = self.workdir / "ref-incr"
-        for proc in (self.complete(self.earlier, EARLIER),):
-            assert proc.returncode == 0, proc.stdout + proc.stderr
+        done = self.complete(self.earlier, EARLIER)
+        assert done.returncode == 0, done.stdout + done.stderr
         shutil.copytree(self.earlier, self.ref_incr)
         self.emu.clock.set(NOW)
-        proc = cli(self.args(), self.env(self.ref_fresh, NOW))
-        self.work_s = self.wait_first_request(proc)
-        out, err = proc.communicate(timeout=120)
-        self.work_s = time.monotonic() - self.work_s
-        assert proc.returncode == 0, out + err
-        proc = self.complete(self.ref_incr, NOW)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        running = cli(self.args(), self.env(self.ref_fresh, NOW))
+        first = self.wait_first_request(running)
+        out, err = running.communicate(timeout=120)
+        self.work_s = time.monotonic() - first
+        assert running.returncode == 0, out + err
+        done = self.complete(self.ref_incr, NOW)
+        assert done.returncode == 0, done.stdout + done.stderr
         self.references = {"fresh": read_tree(self.ref_fresh), "incremental": read_tree(self.ref_incr)}
 
     def wait_first_request(self, proc: subprocess.Popen) -> float:
@@ -305,7 +330,9 @@ class Campaign:
         proc = self.complete(data, NOW)
         if proc.returncode != 0:
             report.bad_exit_codes += 1
-            report.problems.append(f"episode {report.episodes}: completion exited {proc.returncode}: {proc.stderr[-300:]}")
+            report.problems.append(
+                f"episode {report.episodes}: completion exited {proc.returncode}: {proc.stderr[-300:]}"
+            )
         left = temp_files(data)
         report.temp_files_left += len(left)
         report.problems += [f"temp file left: {p}" for p in left]

@@ -14,6 +14,7 @@ import orjson
 from .conftest import NOW, ROOT, popen_cli, run_cli
 
 _spec = importlib.util.spec_from_file_location("mts_bench_crash", ROOT / "bench" / "crash.py")
+assert _spec is not None and _spec.loader is not None
 crash = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = crash  # dataclasses look their module up while the class is built
 _spec.loader.exec_module(crash)
@@ -23,7 +24,8 @@ def test_thirty_random_sigkills_lose_no_row_duplicate_none_and_leave_every_file_
     seed = random.randrange(1 << 30)
     report = crash.run_campaign(30, seed=seed, workdir=tmp_path)
     detail = f"seed {seed} (rerun: python bench/crash.py --kills 30 --seed {seed}): {report.line()}\n" + "\n".join(
-        report.problems[:20])
+        report.problems[:20]
+    )
     assert report.kills >= 30, detail
     assert report.checks_after_kill == report.kills, detail
     assert report.rows_lost == 0, detail

@@ -43,8 +43,13 @@ def api(emu):
 
 
 def env_for(emu, data: Path, at=NOW) -> dict[str, str]:
-    return {"COINGECKO_BASE_URL": emu.base_url, "MTS_RATE_LIMIT": FAST, "MTS_DATA_DIR": str(data),
-            "MTS_LOG_DIR": str(data.parent / f"{data.name}-logs"), "MTS_NOW": at.isoformat()}
+    return {
+        "COINGECKO_BASE_URL": emu.base_url,
+        "MTS_RATE_LIMIT": FAST,
+        "MTS_DATA_DIR": str(data),
+        "MTS_LOG_DIR": str(data.parent / f"{data.name}-logs"),
+        "MTS_NOW": at.isoformat(),
+    }
 
 
 def collect(emu, data: Path, at=NOW):
@@ -111,10 +116,18 @@ def test_a_read_only_data_folder_exits_1_with_one_clear_line_and_nothing_changes
     assert collect(api, data, EARLIER).exit_code == ExitCode.OK
     before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
     api.clock.set(NOW)
-    cmd = (f'mount --bind "{data}" "{data}" && mount -o remount,ro,bind "{data}" && '
-           f'exec "{sys.executable}" "{ROOT / "main.py"}" collect --days 3 --top {TOP}')
-    proc = subprocess.run(["unshare", "-rm", "sh", "-c", cmd], env=clean_env(env_for(api, data)),
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    cmd = (
+        f'mount --bind "{data}" "{data}" && mount -o remount,ro,bind "{data}" && '
+        f'exec "{sys.executable}" "{ROOT / "main.py"}" collect --days 3 --top {TOP}'
+    )
+    proc = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", cmd],
+        env=clean_env(env_for(api, data)),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mts: ") and "Read-only file system" in lines[0], proc.stderr
@@ -200,7 +213,9 @@ def _not_parquet(path: Path) -> None:
     path.write_text("timestamp,price\n2026-11-20,1\n")
 
 
-@pytest.mark.parametrize("damage", [_truncate, _wrong_columns, _not_parquet], ids=["truncated", "wrong-columns", "not-parquet"])
+@pytest.mark.parametrize(
+    "damage", [_truncate, _wrong_columns, _not_parquet], ids=["truncated", "wrong-columns", "not-parquet"]
+)
 def test_a_corrupt_or_foreign_file_is_moved_aside_kept_and_its_period_fetched_again(api, tmp_path, damage):
     data = tmp_path / "data"
     assert collect(api, data, NOW).exit_code == ExitCode.OK

@@ -51,8 +51,12 @@ def api(emu):
 
 
 def settings_for(emu, root: Path, attempts: int = 3, **env):
-    base = {"COINGECKO_BASE_URL": emu.base_url, "MTS_RATE_LIMIT": FAST, "MTS_DATA_DIR": str(root / "data"),
-            "MTS_LOG_DIR": str(root / "logs")}
+    base = {
+        "COINGECKO_BASE_URL": emu.base_url,
+        "MTS_RATE_LIMIT": FAST,
+        "MTS_DATA_DIR": str(root / "data"),
+        "MTS_LOG_DIR": str(root / "logs"),
+    }
     # Fewer attempts than the default six keep an asset that keeps failing to a second of back-off.
     return resolve_settings({**base, **env}, days=3, top=len(TOP)).replace(max_attempts=attempts)
 
@@ -116,8 +120,17 @@ def test_a_429_storm_with_retry_after_or_x_ratelimit_reset_is_waited_out(api, tm
 
 def test_a_429_without_any_hint_json_or_cloudflare_1015_text_is_backed_off_and_retried(api, tmp_path, reference):
     api.add_fault(FaultRule("status", endpoint="range", asset=VICTIM, status=429, times=1))
-    api.add_fault(FaultRule("status", endpoint="ohlc", asset="ripple", status=429, body=b"error code: 1015",
-                            content_type="text/plain; charset=UTF-8", times=1))
+    api.add_fault(
+        FaultRule(
+            "status",
+            endpoint="ohlc",
+            asset="ripple",
+            status=429,
+            body=b"error code: 1015",
+            content_type="text/plain; charset=UTF-8",
+            times=1,
+        )
+    )
     result = collect(api, tmp_path)
     assert result.exit_code == ExitCode.OK, result.summary()
     assert result.summary()["rate_limited"] == 2
@@ -151,7 +164,9 @@ def test_the_cloudflare_1015_page_counts_as_rate_limiting_whatever_its_status():
     ids=["500-json", "500-html", "502-html", "502-json", "503-html", "503-json"],
 )
 def test_server_errors_are_retried_and_every_asset_stored(api, tmp_path, reference, status, body, ctype):
-    api.add_fault(FaultRule("status", endpoint="range", asset=VICTIM, status=status, body=body, content_type=ctype, times=1))
+    api.add_fault(
+        FaultRule("status", endpoint="range", asset=VICTIM, status=status, body=body, content_type=ctype, times=1)
+    )
     api.add_fault(FaultRule("status", endpoint="ohlc", status=status, body=body, content_type=ctype, times=1))
     result = collect(api, tmp_path)
     assert result.exit_code == ExitCode.OK, result.summary()
@@ -191,7 +206,9 @@ def test_a_body_cut_off_in_transit_is_retried(api, tmp_path, reference):
 
 
 def test_a_complete_answer_holding_truncated_json_is_retried(api, tmp_path, reference):
-    api.add_fault(FaultRule("status", endpoint="ohlc", asset=VICTIM, status=200, body=b'[[1763640000000,91000.5,9', times=1))
+    api.add_fault(
+        FaultRule("status", endpoint="ohlc", asset=VICTIM, status=200, body=b"[[1763640000000,91000.5,9", times=1)
+    )
     result = collect(api, tmp_path)
     assert result.exit_code == ExitCode.OK, result.summary()
     assert_same_as_reference(tmp_path, reference)
@@ -200,20 +217,31 @@ def test_a_complete_answer_holding_truncated_json_is_retried(api, tmp_path, refe
 # --- bad data -----------------------------------------------------------------------------------
 
 RANGE_RULES = {
-    "null_price": "price_positive", "nan_price": "price_positive", "zero_price": "price_positive",
-    "negative_price": "price_positive", "string_price": "numeric_type", "duplicate_ts": "duplicate_sample",
+    "null_price": "price_positive",
+    "nan_price": "price_positive",
+    "zero_price": "price_positive",
+    "negative_price": "price_positive",
+    "string_price": "numeric_type",
+    "duplicate_ts": "duplicate_sample",
     "out_of_order": None,
 }
 OHLC_RULES = {
-    "null_price": "close_positive", "nan_price": "close_positive", "zero_price": "close_positive",
-    "negative_price": "close_positive", "string_price": "numeric_type", "duplicate_ts": "duplicate_candle",
-    "out_of_order": None, "high_lt_low": {"high_ge_open_close", "low_le_open_close"},
+    "null_price": "close_positive",
+    "nan_price": "close_positive",
+    "zero_price": "close_positive",
+    "negative_price": "close_positive",
+    "string_price": "numeric_type",
+    "duplicate_ts": "duplicate_candle",
+    "out_of_order": None,
+    "high_lt_low": {"high_ge_open_close", "low_le_open_close"},
 }
 CASES = [("range", m, r) for m, r in RANGE_RULES.items()] + [("ohlc", m, r) for m, r in OHLC_RULES.items()]
 
 
 @pytest.mark.parametrize("endpoint,mutation,rule", CASES, ids=[f"{e}-{m}" for e, m, _ in CASES])
-def test_bad_rows_are_quarantined_with_their_rule_and_the_rest_stored(api, tmp_path, reference, endpoint, mutation, rule):
+def test_bad_rows_are_quarantined_with_their_rule_and_the_rest_stored(
+    api, tmp_path, reference, endpoint, mutation, rule
+):
     api.add_fault(FaultRule("bad_data", endpoint=endpoint, asset=VICTIM, mutation=mutation))
     result = collect(api, tmp_path)
     assert result.exit_code == ExitCode.OK, result.summary()  # quarantined rows are not a failure
@@ -284,8 +312,13 @@ def test_an_asset_that_keeps_failing_is_named_the_run_exits_3_and_nothing_stored
 
 def test_the_cli_names_the_failing_asset_and_exits_3(api, tmp_path):
     """The same through `python main.py --collect`, as cron sees it (stdout and exit code)."""
-    env = {"COINGECKO_BASE_URL": api.base_url, "MTS_RATE_LIMIT": FAST, "MTS_DATA_DIR": str(tmp_path / "data"),
-           "MTS_LOG_DIR": str(tmp_path / "logs"), "MTS_NOW": NOW.isoformat()}
+    env = {
+        "COINGECKO_BASE_URL": api.base_url,
+        "MTS_RATE_LIMIT": FAST,
+        "MTS_DATA_DIR": str(tmp_path / "data"),
+        "MTS_LOG_DIR": str(tmp_path / "logs"),
+        "MTS_NOW": NOW.isoformat(),
+    }
     api.add_fault(FaultRule("status", endpoint="range", asset=VICTIM, status=200, body=b'"gone"'))
     proc = run_cli(["--collect", "--days", "3", "--top", str(len(TOP))], env)
     assert proc.returncode == 3, proc.stdout + proc.stderr

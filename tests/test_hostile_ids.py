@@ -106,7 +106,12 @@ def test_queries_return_the_original_ids(hostile_run):
     glob = str(data / "market_chart" / "**" / "*.parquet")
     ids = set(pl.scan_parquet(glob, hive_partitioning=True).select("asset_id").unique().collect()["asset_id"])
     assert set(stored) <= ids and len(ids) == len(HOSTILE) - 2 + 2
-    duck = {r[0] for r in duckdb.sql(f"SELECT DISTINCT asset_id FROM read_parquet('{glob}', hive_partitioning = true)").fetchall()}
+    duck = {
+        r[0]
+        for r in duckdb.sql(
+            f"SELECT DISTINCT asset_id FROM read_parquet('{glob}', hive_partitioning = true)"
+        ).fetchall()
+    }
     assert duck == ids
     ohlc = pl.scan_parquet(str(data / "ohlc" / "**" / "*.parquet"), hive_partitioning=True).collect()
     assert set(stored) <= set(ohlc["asset_id"])
@@ -121,8 +126,13 @@ def test_queries_return_the_original_ids(hostile_run):
 def test_an_id_too_long_for_a_folder_or_that_a_url_cannot_carry_is_quarantined_not_stored(hostile_run):
     proc, data = hostile_run
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rejects = [orjson.loads(line) for p in (data / "_quarantine").glob("*.jsonl") for line in p.read_bytes().splitlines()]
-    assert sorted((r["asset_id"], r["rule"]) for r in rejects) == [("..", "asset_id_addressable"), (LONG, "asset_id_storable")]
+    rejects = [
+        orjson.loads(line) for p in (data / "_quarantine").glob("*.jsonl") for line in p.read_bytes().splitlines()
+    ]
+    assert sorted((r["asset_id"], r["rule"]) for r in rejects) == [
+        ("..", "asset_id_addressable"),
+        (LONG, "asset_id_storable"),
+    ]
     assert not any(LONG[:50] in str(p) for p in data.rglob("*"))
     assert not (data / "market_chart" / "interval=1h" / "asset_id=%2E%2E").exists()
 
@@ -160,7 +170,13 @@ def test_any_id_round_trips_through_the_folder_name_to_polars_and_duckdb(tmp_pat
     glob = str(Path(root) / "market_chart" / "**" / "*.parquet")
     # Readers infer partition types: an id such as "0" reads as a number unless the reader is
     # told asset_id is text (README "Query the data").
-    got = pl.scan_parquet(glob, hive_partitioning=True, hive_schema={"interval": pl.String, "asset_id": pl.String, "year": pl.Int32}).collect()["asset_id"].to_list()
+    got = (
+        pl.scan_parquet(
+            glob, hive_partitioning=True, hive_schema={"interval": pl.String, "asset_id": pl.String, "year": pl.Int32}
+        )
+        .collect()["asset_id"]
+        .to_list()
+    )
     assert sorted(got) == sorted(kept)
     sql = f"SELECT asset_id FROM read_parquet('{glob}', hive_partitioning = true, hive_types = {{'asset_id': VARCHAR}})"
     duck = [r[0] for r in duckdb.sql(sql).fetchall()]

@@ -43,7 +43,9 @@ def test_a_second_collect_exits_75_at_once_and_touches_nothing(emulator, env, tm
     first = start_slow_run_holding_the_lock(env, layout)
     with Emulator(now=NOW) as other_api:  # the second run's calls would land here
         before = {p: p.stat().st_mtime_ns for p in layout.root.rglob("*") if p.is_file()}
-        second = run_cli(ARGS, {**env, "COINGECKO_BASE_URL": other_api.base_url, "MTS_LOG_DIR": str(tmp_path / "logs2")})
+        second = run_cli(
+            ARGS, {**env, "COINGECKO_BASE_URL": other_api.base_url, "MTS_LOG_DIR": str(tmp_path / "logs2")}
+        )
         assert second.returncode == 75, second.stdout + second.stderr
         assert "another mts run holds" in second.stderr and len(second.stderr.strip().splitlines()) == 1
         assert other_api.count() == 0  # not one API call

@@ -27,8 +27,14 @@ def assert_no_key(where: str, text: str | bytes) -> None:
 @pytest.fixture
 def keyed(tmp_path):
     with Emulator(now=NOW, api_keys={KEY}) as emu:
-        env = {"COINGECKO_BASE_URL": emu.base_url, "COINGECKO_API_KEY": KEY, "MTS_RATE_LIMIT": FAST,
-               "MTS_DATA_DIR": str(tmp_path / "data"), "MTS_LOG_DIR": str(tmp_path / "logs"), "MTS_NOW": NOW.isoformat()}
+        env = {
+            "COINGECKO_BASE_URL": emu.base_url,
+            "COINGECKO_API_KEY": KEY,
+            "MTS_RATE_LIMIT": FAST,
+            "MTS_DATA_DIR": str(tmp_path / "data"),
+            "MTS_LOG_DIR": str(tmp_path / "logs"),
+            "MTS_NOW": NOW.isoformat(),
+        }
         yield emu, env
 
 
@@ -38,8 +44,7 @@ def test_the_key_appears_in_no_output_log_metric_checkpoint_or_file(keyed, tmp_p
     # (error lines), verbose logging, status, plan, and the /metrics and /health endpoints.
     emu.add_fault(FaultRule("bad_data", endpoint="range", mutation="negative_price"))
     emu.add_fault(FaultRule("status", endpoint="ohlc", asset="ethereum", status=200, body=b'"gone"'))
-    emu.add_fault(FaultRule("status", endpoint="ohlc", asset="ripple", status=404,
-                            body=b'{"error":"coin not found"}'))
+    emu.add_fault(FaultRule("status", endpoint="ohlc", asset="ripple", status=404, body=b'{"error":"coin not found"}'))
     outputs = [run_cli(["-v", "collect", "--days", "2", "--top", "4"], env)]
     assert outputs[0].returncode == 3, outputs[0].stdout + outputs[0].stderr
     outputs += [run_cli(["status"], env), run_cli(["status", "--json"], env), run_cli(["plan", "--json"], env)]
