@@ -14,6 +14,7 @@ from .atomic import write_bytes_atomic
 from .errors import CorruptFileError
 from .intervals import INTERVAL_MS
 from .layout import Layout, SeriesKey
+from .schemas import first_last_ms
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +136,15 @@ class Checkpoint:
                     df = store.read_series(key)
                 except CorruptFileError:
                     continue
-                embedded = [read_span(p) for _, p in layout.series_years(key)] if layout.fmt == "parquet" else []
-                embedded = [e for e in embedded if e is not None]
+                found = [read_span(p) for _, p in layout.series_years(key)] if layout.fmt == "parquet" else []
+                embedded = [e for e in found if e is not None]
                 if embedded:
                     spans[key] = Span(min(e[0] for e in embedded), max(e[1] for e in embedded))
                     continue
                 if df.is_empty() or key.interval not in INTERVAL_MS:
                     continue
-                first = df["timestamp"].min().timestamp() * 1000
-                last = df["timestamp"].max().timestamp() * 1000
-                spans[key] = Span(int(first), int(last) + INTERVAL_MS[key.interval])
+                first, last = first_last_ms(df["timestamp"])
+                spans[key] = Span(first, last + INTERVAL_MS[key.interval])
         return cls(layout, spans)
 
     def span(self, key: SeriesKey) -> Span | None:

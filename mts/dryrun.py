@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Any
 
 from .checkpoint import Checkpoint
 from .layout import Layout
@@ -49,7 +50,7 @@ def dry_run(settings: Settings, now: datetime, client=None) -> dict:
     per_run = steady_calls_per_run(len(universe), settings.datasets, settings.days, with_snapshot)
     monthly = math.ceil(per_run * MONTH_RUNS)
     credits = settings.plan.monthly_credits
-    report = {
+    report: dict[str, Any] = {
         "plan": settings.plan.name,
         "rate_per_min": settings.rate_per_min,
         "assets": len(universe),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import polars as pl
 
 from .errors import CorruptFileError
 from .intervals import INTERVAL_MS
 from .layout import Layout, SeriesKey
+from .schemas import first_last_ms
 from .store import read_file
 
 
@@ -37,7 +38,8 @@ class SeriesInfo:
         d = asdict(self)
         d["first"] = self.first.isoformat() if self.first else None
         d["last"] = self.last.isoformat() if self.last else None
-        d["age_hours"] = round(self.age_hours(now), 3) if self.last else None
+        age = self.age_hours(now)
+        d["age_hours"] = round(age, 3) if age is not None else None
         d["fresh"] = self.is_fresh(now)
         return d
 
@@ -94,8 +96,8 @@ def markets_info(layout: Layout) -> dict:
         "rows": df.height,
         "snapshots": df["timestamp"].n_unique(),
         "assets": df["asset_id"].n_unique(),
-        "first": df["timestamp"].min().isoformat(),
-        "last": df["timestamp"].max().isoformat(),
+        "first": _iso_ms(first_last_ms(df["timestamp"])[0]),
+        "last": _iso_ms(first_last_ms(df["timestamp"])[1]),
         "unreadable": bad,
     }
 
@@ -110,3 +112,7 @@ def saved_last_run(layout: Layout) -> dict | None:
         return None
     run = doc.get("last_run") if isinstance(doc, dict) else None
     return run if isinstance(run, dict) else None
+
+
+def _iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()

@@ -142,7 +142,7 @@ def plan_market_chart(
         back = split_span(w_start, span.start, max_days)
         calls += [RangeCall(asset_id, s, e, backward=True) for s, e in reversed(back)]
         calls += [RangeCall(asset_id, s, e) for s, e in split_span(max(span.end, w_start), end, max_days)]
-    if use_snapshot and span is not None and span.end > snapshot_hour:
+    if use_snapshot and span is not None and snapshot_hour is not None and span.end > snapshot_hour:
         use_snapshot = False  # already stored
     return calls, (snapshot_hour if use_snapshot else None)
 

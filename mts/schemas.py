@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import polars as pl
 
-TS = pl.Datetime("ms", "UTC")
+TS: Any = pl.Datetime("ms", "UTC")
 
-MARKET_CHART = {
+MARKET_CHART: dict[str, Any] = {
     "timestamp": TS,
     "price": pl.Float64,
     "market_cap": pl.Float64,
@@ -14,7 +16,7 @@ MARKET_CHART = {
     "sampled_at": TS,
 }
 
-OHLC = {
+OHLC: dict[str, Any] = {
     "timestamp": TS,
     "open": pl.Float64,
     "high": pl.Float64,
@@ -43,7 +45,7 @@ MARKETS_NUMERIC = (
     ("atl_change_percentage", "atl_change_percentage"),
 )
 
-MARKETS = {
+MARKETS: dict[str, Any] = {
     "timestamp": TS,
     "asset_id": pl.String,
     "symbol": pl.String,
@@ -53,10 +55,16 @@ MARKETS = {
     "last_updated": TS,
 }
 
-SCHEMAS = {"market_chart": MARKET_CHART, "ohlc": OHLC, "markets": MARKETS}
+SCHEMAS: dict[str, dict[str, Any]] = {"market_chart": MARKET_CHART, "ohlc": OHLC, "markets": MARKETS}
 
 # Merge key of each dataset inside one file; the hive partition supplies asset and interval.
 KEYS = {"market_chart": ["timestamp"], "ohlc": ["timestamp"], "markets": ["asset_id", "timestamp"]}
+
+
+def first_last_ms(ts: pl.Series) -> tuple[int, int]:
+    """(min, max) of a non-empty timestamp column, as epoch milliseconds."""
+    ms = ts.dt.epoch("ms")
+    return int(cast(int, ms.min())), int(cast(int, ms.max()))
 
 
 def empty(dataset: str) -> pl.DataFrame:
