@@ -129,3 +129,13 @@ def test_plan_warns_when_hourly_cron_would_exceed_the_monthly_credits(env):
     default = run_cli(["plan", "--json"], env)
     cron = json.loads(default.stdout)["hourly_cron"]
     assert cron["fits"] and cron["calls_per_run"] == 11 and cron["calls_per_month"] == 8184
+
+
+def test_a_stricter_history_limit_than_expected_is_clamped_not_fatal(emulator, env):
+    # The server's limit is a day shorter than the plan table says: each asset's oldest
+    # window gets one 10012, mts moves the window a day later and carries on.
+    emulator.configure(history_days=364)
+    proc = run_cli(["collect", "--days", "365", "--top", "3", "--datasets", "market_chart"], env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert emulator.count(status=401) == 3
+    assert emulator.count(endpoint="range", status=200) == 15
