@@ -83,7 +83,8 @@ class EmulatorProcess:
         first = self.proc.stdout.readline()
         if "http://" not in first:
             self.proc.kill()
-            raise RuntimeError(f"emulator did not start: {first!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"emulator did not start: {first!r} {err}")
         self.base_url = first.split(" on ", 1)[1].split()[0]
         return self
 
@@ -153,7 +154,9 @@ def common_args(p: argparse.ArgumentParser, assets: int, days: int) -> None:
 
 
 def dir_bytes(root: Path, suffix: str) -> int:
-    files = (p for p in root.rglob(f"*{suffix}") if not any(x.startswith(("_", ".")) for x in p.relative_to(root).parts))
+    files = (
+        p for p in root.rglob(f"*{suffix}") if not any(x.startswith(("_", ".")) for x in p.relative_to(root).parts)
+    )
     return sum(p.stat().st_size for p in files)
 
 
@@ -173,7 +176,8 @@ def both_formats(work: Path, assets: int, days: int) -> dict[str, Path]:
         for fmt in ("parquet", "csv"):
             data = work / fmt / "data"
             r = run_measured(
-                mts_cmd("collect", "--days", str(days), "--top", str(assets), "--datasets", "market_chart", "--format", fmt),
+                mts_cmd("collect", "--days", str(days), "--top", str(assets), "--datasets", "market_chart",
+                        "--format", fmt),
                 emu.env(data, work / fmt / "logs"),
             )
             if r.rc != 0:
@@ -181,3 +185,11 @@ def both_formats(work: Path, assets: int, days: int) -> dict[str, Path]:
             print(r.line(f"backfill --format {fmt}"))
             out[fmt] = data
     return out
+
+
+def count_rows(data: Path) -> int:
+    """Rows of market_chart in a Parquet data folder."""
+    import polars as pl
+
+    glob = str(data / "market_chart" / "**" / "*.parquet")
+    return pl.scan_parquet(glob, hive_partitioning=True).select(pl.len()).collect().item()

@@ -1,0 +1,81 @@
+"""Each bench script runs in its tiny form, so the scripts cannot rot. No timing assertions:
+the figures are for bench/ runs on a quiet machine; here only the plumbing and the answers."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ["incremental", "memory", "query"]  # backfill and size have their own tests below
+
+
+def run_bench(name: str, tmp_path: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / f"{name}.py"), "--small", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_bench_script_runs_small(name, tmp_path):
+    out = run_bench(name, tmp_path)
+    assert out.startswith(f"{name}:"), out
+    assert "cpu" in out or "bytes/row" in out or " ms " in out, out
+
+
+def test_backfill_floor_and_naive_store_the_range_rows(tmp_path):
+    out = run_bench("backfill", tmp_path)
+    m = re.search(r"rows: mts ([\d,]+), floor ([\d,]+), naive ([\d,]+)", out)
+    assert m, out
+    mts, floor, naive = (int(g.replace(",", "")) for g in m.groups())
+    assert floor == naive > 0
+    # mts also stores the current hour from the /coins/markets snapshot: one row per asset.
+    assert mts == floor + 3
+    assert re.search(r"ratio mts/floor\s+cpu [\d.]+x", out) and re.search(r"ratio naive/mts\s+cpu [\d.]+x", out)
+
+
+def test_size_reports_both_formats(tmp_path):
+    out = run_bench("size", tmp_path)
+    assert out.startswith("size:"), out
+    assert re.search(r"parquet\s+[\d,]+ bytes", out) and re.search(r"csv\s+[\d,]+ bytes", out), out
+    assert re.search(r"parquet/csv: [\d.]+%", out), out
+
+
+@pytest.mark.parametrize("args", [["--help"], ["collect", "--help"]])
+def test_help_imports_no_heavy_module(args):
+    """`mts --help` stays fast because polars, pyarrow, requests and the collector load lazily."""
+    code = (
+        "import sys, io, contextlib\n"
+        "from mts.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    rc = main({args!r})\n"
+        "heavy = [m for m in ('polars', 'pyarrow', 'requests', 'duckdb', 'mts.collector') if m in sys.modules]\n"
+        "print(rc, heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.stdout.strip() == "0 []", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_parse_json_restores_the_gc_state(enabled):
+    """The decoder pauses the cyclic GC for speed and must leave it as it found it."""
+    import gc
+
+    from mts.transforms import parse_json
+
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        assert parse_json(b'{"prices": [[1, 2.0]]}') == {"prices": [[1, 2.0]]}
+        with pytest.raises(ValueError):
+            parse_json(b"<html>")
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
