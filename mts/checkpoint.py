@@ -63,6 +63,10 @@ class Checkpoint:
         self.corrupt: list[tuple[SeriesKey, Path, str]] = []
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()  # serialise+write as one step: newest state wins
+        # Group commit: save() calls are numbered on entry; a write covers every call numbered
+        # before it began serialising, so callers queued behind it need not write again.
+        self._save_calls = 0
+        self._saved_calls = 0
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -181,5 +185,14 @@ class Checkpoint:
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
     def save(self) -> None:
+        """Persist the state, including every change made before this call, atomically."""
+        with self._lock:
+            self._save_calls += 1
+            ticket = self._save_calls
         with self._save_lock:
+            if self._saved_calls >= ticket:
+                return  # a write that began after this call already holds its changes
+            with self._lock:
+                covers = self._save_calls
             write_bytes_atomic(self.layout.checkpoint_path, self.to_json())
+            self._saved_calls = covers

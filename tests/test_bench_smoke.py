@@ -79,3 +79,48 @@ def test_parse_json_restores_the_gc_state(enabled):
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+def test_concurrent_checkpoint_saves_group_commit_and_lose_nothing(tmp_path, monkeypatch):
+    """Saves queued behind a write are covered by it (fewer writes), yet when save() returns the
+    caller's change is on disk."""
+    import threading
+
+    import orjson
+
+    from mts import checkpoint as ck
+    from mts.layout import Layout, SeriesKey
+
+    layout = Layout(tmp_path / "data", "parquet")
+    cp = ck.Checkpoint(layout)
+    writes = []
+    real = ck.write_bytes_atomic
+
+    def counting(path, data):
+        writes.append(1)
+        real(path, data)
+
+    monkeypatch.setattr(ck, "write_bytes_atomic", counting)
+    errors = []
+
+    def worker(i):
+        try:
+            key = SeriesKey("market_chart", "1h", f"asset-{i}")
+            for j in range(20):
+                cp.extend(key, ck.Span(0, (j + 1) * 3_600_000))
+                cp.save()
+                doc = orjson.loads(layout.checkpoint_path.read_bytes())
+                assert doc["series"]["market_chart"]["1h"][f"asset-{i}"]["to"] >= (j + 1) * 3_600_000
+        except AssertionError as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert 1 <= len(writes) <= 160
+    cp.last_run = {"outcome": "ok"}
+    cp.save()  # a change that is not a span is still written
+    assert orjson.loads(layout.checkpoint_path.read_bytes())["last_run"] == {"outcome": "ok"}
