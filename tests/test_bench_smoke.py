@@ -124,3 +124,68 @@ def test_concurrent_checkpoint_saves_group_commit_and_lose_nothing(tmp_path, mon
     cp.last_run = {"outcome": "ok"}
     cp.save()  # a change that is not a span is still written
     assert orjson.loads(layout.checkpoint_path.read_bytes())["last_run"] == {"outcome": "ok"}
+
+
+def _general_samples(payload):
+    from mts import transforms as tf
+
+    fast = tf._clean_samples
+    tf._clean_samples = lambda *a: None
+    try:
+        return tf.market_chart_samples(payload)
+    finally:
+        tf._clean_samples = fast
+
+
+def test_fast_parse_and_dedupe_paths_equal_the_general_ones():
+    """The speed-ups take shortcuts only where the general path would give the same frame."""
+    import copy
+    import random
+
+    import polars as pl
+    from polars.testing import assert_frame_equal
+
+    from mts import transforms as tf
+
+    rng = random.Random(6)
+    base_t = 1_763_600_000_000
+    payload = {
+        k: [[base_t + i * 3_600_000 + rng.randrange(60_000), rng.uniform(1, 9)] for i in range(40)]
+        for k in ("prices", "market_caps", "total_volumes")
+    }
+    for k in ("market_caps", "total_volumes"):
+        for i, p in enumerate(payload[k]):
+            p[0] = payload["prices"][i][0]
+    mutations = [
+        lambda e, k, i: e[k][i].__setitem__(1, None),
+        lambda e, k, i: e[k][i].__setitem__(1, "x"),
+        lambda e, k, i: e[k].__setitem__(i, [1]),
+        lambda e, k, i: e[k][i].__setitem__(0, e[k][i][0] + 1),
+        lambda e, k, i: e[k][i].__setitem__(1, True),
+        lambda e, k, i: e[k][i].__setitem__(1, 3),
+        lambda e, k, i: e[k].pop(i),
+        lambda e, k, i: e.__setitem__(k, []),
+        lambda e, k, i: e[k][i].__setitem__(0, float(e[k][i][0])),
+        lambda e, k, i: e[k][i].__setitem__(1, float("nan")),
+        lambda e, k, i: e.pop(k),
+        lambda e, k, i: e[k].__setitem__(i, "junk"),
+        lambda e, k, i: e[k][i].__setitem__(0, e[k][i - 1][0]),  # duplicate sample time
+    ]
+    cases = [payload]
+    for m in mutations:
+        for k in ("prices", "market_caps", "total_volumes"):
+            e = copy.deepcopy(payload)
+            m(e, k, rng.randrange(1, 40))
+            cases.append(e)
+    for case in cases:
+        assert_frame_equal(tf.market_chart_samples(case), _general_samples(case))
+        rows = tf.market_chart_samples(case).drop("type_error").drop_nulls("sampled_at")
+        bucketed = tf.bucket_hourly(rows)
+        key = ["timestamp"]
+        order = key + [c for c in bucketed.columns if c not in key]
+        unsorted = bucketed.sample(fraction=1.0, shuffle=True, seed=1)
+        general = pl.concat([bucketed, unsorted]).sort(order, nulls_last=True).unique(
+            subset=key, keep="first", maintain_order=True
+        )
+        assert_frame_equal(tf.sort_dedupe(pl.concat([bucketed, unsorted]), "market_chart"), general)
+        assert_frame_equal(tf.sort_dedupe(bucketed, "market_chart"), general)
