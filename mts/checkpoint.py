@@ -129,17 +129,25 @@ class Checkpoint:
 
     @classmethod
     def rebuild(cls, layout: Layout) -> Checkpoint:
-        """Spans from the files: first stored row to the end of the last one."""
-        from .store import Store, read_span  # polars-heavy; only needed here
+        """Spans from the files: first stored row to the end of the last one. Read-only: an
+        unreadable file is listed in `corrupt` (for a collect to set aside under the lock)."""
+        import polars as pl
 
-        store = Store(layout)
+        from .store import read_file, read_span  # polars-heavy; only needed here
+
         spans = {}
+        corrupt = []
         for dataset in ("market_chart", "ohlc"):
             for key in layout.iter_series(dataset):
-                try:
-                    df = store.read_series(key)
-                except CorruptFileError:
+                frames = []
+                for _, path in layout.series_years(key):
+                    try:
+                        frames.append(read_file(path, dataset, layout.fmt))
+                    except CorruptFileError as exc:
+                        corrupt.append((key, path, str(exc)))
+                if not frames:
                     continue
+                df = pl.concat(frames)
                 found = [read_span(p) for _, p in layout.series_years(key)] if layout.fmt == "parquet" else []
                 embedded = [e for e in found if e is not None]
                 if embedded:
@@ -149,7 +157,9 @@ class Checkpoint:
                     continue
                 first, last = first_last_ms(df["timestamp"])
                 spans[key] = Span(first, last + INTERVAL_MS[key.interval])
-        return cls(layout, spans)
+        cp = cls(layout, spans)
+        cp.corrupt = corrupt
+        return cp
 
     def span(self, key: SeriesKey) -> Span | None:
         with self._lock:

@@ -114,30 +114,13 @@ def collect(
     stop = threading.Event()
     with progress_printer(settings) as on_progress:
         collector = Collector(settings, clock=_clock(), stop=stop, on_progress=on_progress)
-        with _stop_on_sigterm(stop):
+        with _stop_on_signals(stop):
             result = collector.run()
     import logging
 
     logging.getLogger("mts.run").info("run_summary", extra=result.summary())
     _print_summary(result)
     raise typer.Exit(int(result.exit_code))
-
-
-class _stop_on_sigterm:
-    """SIGTERM ends a run like Ctrl-C: the asset in hand finishes, the checkpoint is saved."""
-
-    def __init__(self, stop: threading.Event):
-        self.stop = stop
-        self.old = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
-        return self
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            signal.signal(signal.SIGTERM, self.old)
 
 
 def _print_summary(result) -> None:
@@ -229,6 +212,8 @@ class _stop_on_signals:
         self.old: dict[int, object] = {}
 
     def _handler(self, signum, _frame) -> None:
+        if signum == signal.SIGINT and self.stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for the work in hand
         self.signum = self.signum or signum
         self.stop.set()
 

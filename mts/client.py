@@ -184,11 +184,9 @@ class CoinGeckoClient:
                 if is_probe:
                     self.limiter.release_probe()
                 self.stats.record_call(endpoint, "error")
-                if (
-                    not self._reached.is_set()
-                    and isinstance(exc, requests.ConnectionError)
-                    and not isinstance(exc, requests.exceptions.ChunkedEncodingError)
-                ):
+                # Fail fast only when the host cannot be reached at all (no DNS, nothing
+                # listening) and nothing has answered yet: a reset is a server that answered.
+                if not self._reached.is_set() and _reason(exc) in ("DNS lookup failed", "connection refused"):
                     if attempt >= 2:
                         raise Unreachable(
                             f"cannot reach the CoinGecko API at {self.settings.base_url} ({_reason(exc)});"

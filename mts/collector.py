@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -86,6 +87,8 @@ class CollectResult:
     stats: RunStats = field(default_factory=RunStats)
     interrupted: bool = False
     error: str | None = None
+    # Measured on the monotonic clock: the injected clock may be frozen (MTS_NOW).
+    elapsed_s: float = 0.0
 
     @property
     def failed(self) -> dict[str, AssetOutcome]:
@@ -121,7 +124,7 @@ class CollectResult:
             "event": "run_summary",
             "started_at": self.started_at.isoformat(),
             "finished_at": (self.finished_at or self.started_at).isoformat(),
-            "duration_s": round(((self.finished_at or self.started_at) - self.started_at).total_seconds(), 3),
+            "duration_s": round(self.elapsed_s, 3),
             "outcome": self.exit_code.name.lower(),
             "exit_code": int(self.exit_code),
             "assets_attempted": len(self.outcomes),
@@ -170,6 +173,7 @@ class Collector:
 
     def run(self) -> CollectResult:
         started = self.clock()
+        t0 = time.monotonic()
         result = CollectResult(started_at=started, stats=self.stats)
         # Lock first when the folder is already ours (no file is created); on a fresh folder,
         # reach the API first so that a run without network touches nothing.
@@ -181,6 +185,7 @@ class Collector:
             except MtsError as exc:
                 result.error = str(exc)
                 result.finished_at = self.clock()
+                result.elapsed_s = time.monotonic() - t0
                 if self.lock.held:
                     self._save_last_run(result)
                 raise
@@ -193,6 +198,7 @@ class Collector:
                 self.limiter.stop()
                 self._write_quarantine(started)
             result.finished_at = self.clock()
+            result.elapsed_s = time.monotonic() - t0
             if self.lock.held:
                 self._save_last_run(result)
             return result
@@ -249,6 +255,7 @@ class Collector:
         """Fetch exactly `calls` (the gaps `mts verify --repair` found) with the same
         validation, merge and checkpoint as a collect. Takes the data lock unless held already."""
         result = CollectResult(started_at=self.clock(), stats=self.stats)
+        t0 = time.monotonic()
         owns_lock = not self.lock.held
         if owns_lock:
             self.lock.acquire()
@@ -273,6 +280,7 @@ class Collector:
             self.limiter.stop()
             self._write_quarantine(result.started_at)
             result.finished_at = self.clock()
+            result.elapsed_s = time.monotonic() - t0
             if owns_lock:
                 self.lock.release()
         return result
@@ -300,6 +308,27 @@ class Collector:
         done = 0
         fatal: BaseException | None = None
         workers = max(1, min(self.settings.workers, total))
+        recorded: set = set()
+
+        def record(fut) -> None:
+            nonlocal done, fatal
+            recorded.add(fut)
+            try:
+                outcome = fut.result()
+            except (StopRun, Unreachable, StorageError) as exc:
+                # Every further call or write would fail alike: stop the others.
+                if fatal is None:
+                    fatal = exc
+                self.stop.set()
+                self.limiter.stop()
+                return
+            except Interrupted:
+                outcome = AssetOutcome(futures[fut], ok=False, category="interrupted", reason="interrupted")
+            result.outcomes[outcome.asset_id] = outcome
+            done += 1
+            if self.on_progress:
+                self.on_progress(done, total, result)
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mts") as pool:
             futures = {
                 pool.submit(self._collect_asset, ap, plan, snap_samples.get(ap.asset_id)): ap.asset_id
@@ -307,26 +336,16 @@ class Collector:
             }
             try:
                 for fut in _as_completed_interruptibly(futures):
-                    try:
-                        outcome = fut.result()
-                    except (StopRun, Unreachable, StorageError) as exc:
-                        # Every further call or write would fail alike: stop the others.
-                        if fatal is None:
-                            fatal = exc
-                        self.stop.set()
-                        self.limiter.stop()
-                        continue
-                    except Interrupted:
-                        outcome = AssetOutcome(futures[fut], ok=False, category="interrupted", reason="interrupted")
-                    result.outcomes[outcome.asset_id] = outcome
-                    done += 1
-                    if self.on_progress:
-                        self.on_progress(done, total, result)
+                    record(fut)
             except KeyboardInterrupt:
-                # Skip the assets not started; leaving the pool waits for those in hand.
+                # Skip the assets not started; the ones in hand finish, and the summary says
+                # what they stored.
                 self.stop.set()
                 for f in futures:
                     f.cancel()
+                for f in futures:
+                    if f not in recorded and not f.cancelled():
+                        record(f)
                 raise Interrupted() from None
         if fatal is not None:
             raise fatal
@@ -390,7 +409,9 @@ class Collector:
         if span is not None:
             self._extend(key, span)
 
-    def _store_snapshot_sample(self, ap: AssetPlan, snap: pl.DataFrame, window_start: int, outcome: AssetOutcome) -> None:
+    def _store_snapshot_sample(
+        self, ap: AssetPlan, snap: pl.DataFrame, window_start: int, outcome: AssetOutcome
+    ) -> None:
         key = SeriesKey("market_chart", "1h", ap.asset_id)
         now_ms = _ms(self.clock())
         assert ap.snapshot_hour is not None
