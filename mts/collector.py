@@ -167,6 +167,7 @@ class Collector:
         self.on_progress = on_progress
         self.lock = DataLock(self.layout.lock_path)
         self._rejects: list[dict] = []
+        self._saved_at = 0.0  # monotonic time of the last checkpoint save
         self._rejects_lock = threading.Lock()
 
     # --- the run ------------------------------------------------------------------------------
@@ -268,7 +269,7 @@ class Collector:
                 try:
                     self._check_stop()
                     if isinstance(call, RangeCall):
-                        self._fetch_range(call, call.start, outcome)
+                        self._fetch_range(call, outcome)
                     else:
                         self._fetch_ohlc(call, outcome)
                 except (SkipAsset, RetryLater, HistoryLimit) as exc:
@@ -281,6 +282,8 @@ class Collector:
             self._write_quarantine(result.started_at)
             result.finished_at = self.clock()
             result.elapsed_s = time.monotonic() - t0
+            if getattr(self, "checkpoint", None) is not None:
+                self.checkpoint.save()
             if owns_lock:
                 self.lock.release()
         return result
@@ -359,10 +362,19 @@ class Collector:
         # Once started, an asset is finished even when a stop is asked for (Ctrl-C, SIGTERM):
         # only assets not yet started are skipped. A fatal error stops the limiter instead.
         try:
-            for call in ap.ranges:
-                self._fetch_range(call, plan.window_start, outcome)
+            # The snapshot's hour rides in the same write as the newest range answer (one file
+            # rewrite instead of two); stored on its own when no range call comes after it.
+            carry = None
             if ap.snapshot_hour is not None and snap is not None:
-                self._store_snapshot_sample(ap, snap, plan.window_start, outcome)
+                carry = self._snapshot_rows(ap.asset_id, ap.snapshot_hour, snap, plan.window_start, outcome)
+            forward = [c for c in ap.ranges if not c.backward]
+            for call in ap.ranges:
+                if call is (forward[-1] if forward else None) and carry is not None:
+                    carry = None if self._fetch_range(call, outcome, carry) else carry
+                else:
+                    self._fetch_range(call, outcome)
+            if carry is not None:
+                self._store_chart(SeriesKey("market_chart", "1h", ap.asset_id), *carry, outcome)
             if ap.ohlc is not None:
                 self._fetch_ohlc(ap.ohlc, outcome)
         except InterruptedError:
@@ -378,7 +390,11 @@ class Collector:
         if self.stop.is_set():
             raise Interrupted()
 
-    def _fetch_range(self, call: RangeCall, window_start: int, outcome: AssetOutcome) -> None:
+    def _fetch_range(
+        self, call: RangeCall, outcome: AssetOutcome, carry: tuple[pl.DataFrame, Span | None] | None = None
+    ) -> bool:
+        """Fetch, validate and store one window (with `carry`, rows and span stored in the same
+        write). False when no call was needed, so `carry` is still to be stored."""
         key = SeriesKey("market_chart", "1h", call.asset_id)
         start = call.start
         history = self.settings.plan.history_days
@@ -388,7 +404,7 @@ class Collector:
                 # The depth limit is checked when the call arrives: re-clamp at call time.
                 start = max(start, _ceil_hour(now_ms - history * DAY + HISTORY_MARGIN_MS))
             if start >= call.end:
-                return
+                return False
             try:
                 payload = self.client.market_chart_range(call.asset_id, start // 1000, call.end // 1000)
                 break
@@ -404,24 +420,27 @@ class Collector:
         # The current hour is never "covered": its sample may not be published yet.
         covered_end = min(call.end, now_ms - now_ms % HOUR)
         span = Span(start, covered_end) if covered_end > start else None
+        if carry is not None:
+            rows = tf.sort_dedupe(pl.concat([rows, carry[0]]), "market_chart")
+            if carry[1] is not None:
+                span = carry[1] if span is None or _disjoint(span, carry[1]) else span.union(carry[1])
+        self._store_chart(key, rows, span, outcome)
+        return True
+
+    def _snapshot_rows(
+        self, asset_id: str, hour: int, snap: pl.DataFrame, window_start: int, outcome: AssetOutcome
+    ) -> tuple[pl.DataFrame, Span | None]:
+        """The snapshot's sample as a market_chart row (rejects quarantined), and the hour it covers."""
+        now_ms = _ms(self.clock())
+        valid, rejects = apply_rules(snap, market_chart_rules(window_start, now_ms, now_ms))
+        self._quarantine("market_chart", "1h", asset_id, rejects)
+        outcome.quarantined += rejects.height
+        return tf.bucket_hourly(valid), (Span(hour, hour + HOUR) if not valid.is_empty() else None)
+
+    def _store_chart(self, key: SeriesKey, rows: pl.DataFrame, span: Span | None, outcome: AssetOutcome) -> None:
         merged = self.store.merge(key, "market_chart", rows, self._next_span(key, span))
         outcome.rows += merged.rows_added
         if span is not None:
-            self._extend(key, span)
-
-    def _store_snapshot_sample(
-        self, ap: AssetPlan, snap: pl.DataFrame, window_start: int, outcome: AssetOutcome
-    ) -> None:
-        key = SeriesKey("market_chart", "1h", ap.asset_id)
-        now_ms = _ms(self.clock())
-        assert ap.snapshot_hour is not None
-        valid, rejects = apply_rules(snap, market_chart_rules(window_start, now_ms, now_ms))
-        self._quarantine("market_chart", "1h", ap.asset_id, rejects)
-        outcome.quarantined += rejects.height
-        span = Span(ap.snapshot_hour, ap.snapshot_hour + HOUR)
-        merged = self.store.merge(key, "market_chart", tf.bucket_hourly(valid), self._next_span(key, span))
-        outcome.rows += merged.rows_added
-        if not valid.is_empty():
             self._extend(key, span)
 
     def _fetch_ohlc(self, call: OhlcCall, outcome: AssetOutcome) -> None:
@@ -462,7 +481,13 @@ class Collector:
         if old is not None and _disjoint(old, span):
             self.checkpoint.forget(key)  # not contiguous: keep the newer span only
         self.checkpoint.extend(key, span)
-        self.checkpoint.save()
+        # A Parquet file records its span in its own footer (read back at load), so the JSON is
+        # a cache: saving it after every chunk costs an fsync and a full serialisation each
+        # time for nothing a crash could lose. CSV files carry no span: save every time.
+        now = time.monotonic()
+        if self.layout.fmt != "parquet" or now - self._saved_at >= CHECKPOINT_EVERY_S:
+            self._saved_at = now
+            self.checkpoint.save()
 
     # --- quarantine and last run -----------------------------------------------------------------
 
@@ -503,6 +528,9 @@ class Collector:
             cp.save()
         except StorageError as exc:
             log.error("could not save the checkpoint: %s", exc)
+
+
+CHECKPOINT_EVERY_S = 0.5
 
 
 def _disjoint(a: Span, b: Span) -> bool:
