@@ -21,22 +21,6 @@ log = logging.getLogger(__name__)
 VERSION = 1
 
 
-def footer_problem(path: Path, dataset: str) -> str | None:
-    """Why a Parquet file is not a complete file of `dataset` (torn, foreign, other columns),
-    judged from its footer alone; None when it looks whole."""
-    import polars as pl
-
-    from .schemas import SCHEMAS
-
-    try:
-        schema = dict(pl.read_parquet_schema(path))
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        return f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
-    if schema != SCHEMAS[dataset]:
-        return f"{path}: columns {schema} are not the {dataset} schema"
-    return None
-
-
 @dataclass(frozen=True)
 class Span:
     """[start_ms, end_ms): every hour/candle in it was asked for and answered (holes the API
@@ -111,19 +95,18 @@ class Checkpoint:
         writing data and saving the checkpoint must not fetch that data again. Every file is
         looked at (footers only), not just those newer than the checkpoint: with parallel
         workers, a file written just before another worker's save is older than the save."""
-        from .store import read_span
+        from .store import read_footer
 
         if self.layout.fmt != "parquet":
             return
         for dataset in ("market_chart", "ohlc"):
             for key in self.layout.iter_series(dataset):
                 for _, path in self.layout.series_years(key):
-                    problem = footer_problem(path, dataset)
+                    problem, span = read_footer(path, dataset)
                     if problem is not None:
                         self.corrupt.append((key, path, problem))
                         self.forget(key)
                         continue
-                    span = read_span(path)
                     if span is not None:
                         self.extend(key, Span(*span))
 

@@ -67,12 +67,34 @@ def write_file(df: pl.DataFrame, path: Path, fmt: str, span: tuple[int, int] | N
 
 def read_span(path: Path) -> tuple[int, int] | None:
     """The covered span a Parquet file was written with, if any (reads the footer only)."""
+    return read_footer(path, None)[1]
+
+
+_ARROW_SCHEMAS: dict[str, object] = {}
+
+
+def read_footer(path: Path, dataset: str | None) -> tuple[str | None, tuple[int, int] | None]:
+    """(why the file is not a whole file of `dataset`, or None; the span it records, if any),
+    from one read of its Parquet footer: the cheap check a load runs on every file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
-        meta = pl.read_parquet_metadata(path)
-        start, end = meta[SPAN_KEY].split(",")
-        return int(start), int(end)
-    except (KeyError, ValueError, OSError, pl.exceptions.PolarsError):
-        return None
+        meta = pq.read_metadata(path)
+        arrow_schema = meta.schema.to_arrow_schema()
+    except (OSError, pa.ArrowException) as exc:
+        return f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})", None
+    if dataset is not None:
+        if dataset not in _ARROW_SCHEMAS:
+            _ARROW_SCHEMAS[dataset] = schemas.empty(dataset).to_arrow().schema
+        if not arrow_schema.equals(_ARROW_SCHEMAS[dataset], check_metadata=False):
+            return f"{path}: columns {arrow_schema.names} are not the {dataset} schema", None
+    raw = (meta.metadata or {}).get(SPAN_KEY.encode())
+    try:
+        start, end = raw.decode().split(",") if raw else (None, None)
+        return None, (int(start), int(end)) if start is not None else None
+    except ValueError:
+        return None, None
 
 
 def set_aside(layout: Layout, path: Path, reason: str) -> Path:
