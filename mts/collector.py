@@ -45,6 +45,7 @@ from .planner import (
     plan_collect,
 )
 from .ratelimit import RateLimiter
+from .schemas import first_last_ms
 from .settings import Settings
 from .stats import RunStats
 from .store import Store, set_aside
@@ -456,7 +457,8 @@ class Collector:
         rows = tf.candles_to_rows(valid, length)
         if rows.is_empty():
             return
-        span = Span(min(_ms(rows["timestamp"].min()), call.need_from), _ms(rows["timestamp"].max()) + length)
+        first, last = first_last_ms(rows["timestamp"])
+        span = Span(min(first, call.need_from), last + length)
         merged = self.store.merge(key, "ohlc", rows, self._next_span(key, span))
         outcome.rows += merged.rows_added
         self._extend(key, span)

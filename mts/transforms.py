@@ -11,6 +11,7 @@ import math
 import threading
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import polars as pl
@@ -152,7 +153,11 @@ def market_chart_samples(payload) -> pl.DataFrame:
         # The arrays are documented to share timestamps; when they do not, align on the time.
         df = price
         for c in ("market_cap", "total_volume"):
-            other = parts[c].filter(pl.col("sampled_at").is_not_null()).unique("sampled_at", keep="first", maintain_order=True)
+            other = (
+                parts[c]
+                .filter(pl.col("sampled_at").is_not_null())
+                .unique("sampled_at", keep="first", maintain_order=True)
+            )
             df = df.join(other, on="sampled_at", how="left")
     return df.with_columns(
         type_error=pl.coalesce("err_price", "err_market_cap", "err_total_volume")
@@ -192,8 +197,9 @@ def ohlc_candles(payload) -> pl.DataFrame:
     if not isinstance(payload, list):
         raise ValueError("ohlc payload is not a JSON array")
     rows = payload
+    cols: list[list[Any]]
     if all(type(r) is list and len(r) == 5 for r in rows):
-        cols = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
+        cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[], [], [], [], []]
         malformed = [False] * len(rows)
     else:
         cols = [[], [], [], [], []]
@@ -251,7 +257,7 @@ def markets_items(payload) -> pl.DataFrame:
         asset_id = item.get("id")
         id_error = None
         try:
-            encode_asset_id(asset_id)
+            encode_asset_id(asset_id if isinstance(asset_id, str) else "")
         except InvalidAssetId as exc:
             id_error = str(exc)
         updated = _iso_ms(item.get("last_updated"))
