@@ -214,7 +214,7 @@ class Collector:
         ids = s.assets
         wants_snapshot = s.assets is None or "markets" in s.datasets or "market_chart" in s.datasets
         if wants_snapshot:
-            snapshot = self._discover(result, now_ms)
+            snapshot = self._discover(result)
             universe = snapshot["asset_id"].to_list() if s.assets is None else list(s.assets)
         else:
             universe = list(ids or [])
@@ -299,7 +299,7 @@ class Collector:
 
     # --- discovery ----------------------------------------------------------------------------
 
-    def _discover(self, result: CollectResult, now_ms: int) -> pl.DataFrame:
+    def _discover(self, result: CollectResult) -> pl.DataFrame:
         valid, rejects = fetch_snapshot(self.client, self.settings)
         self._quarantine("markets", None, None, rejects)
         result.quarantined += rejects.height

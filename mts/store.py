@@ -143,13 +143,6 @@ class Store:
             while len(self._recent) > _RECENT_FILES:
                 self._recent.popitem(last=False)
 
-    def read_series(self, key: SeriesKey) -> pl.DataFrame:
-        """All stored rows of a series (corrupt files are set aside and skipped)."""
-        frames = []
-        for _, path in self.layout.series_years(key):
-            frames.append(self._read_or_set_aside(path, key.dataset))
-        return pl.concat(frames) if frames else schemas.empty(key.dataset)
-
     def _read_or_set_aside(self, path: Path, dataset: str) -> pl.DataFrame:
         try:
             return read_file(path, dataset, self.layout.fmt)
