@@ -36,12 +36,12 @@ from .layout import Layout, SeriesKey
 from .lock import DataLock
 from .planner import (
     DAY,
-    HISTORY_MARGIN_MS,
     HOUR,
     AssetPlan,
     CollectPlan,
     OhlcCall,
     RangeCall,
+    history_start,
     plan_collect,
 )
 from .ratelimit import RateLimiter
@@ -398,12 +398,12 @@ class Collector:
         write). False when no call was needed, so `carry` is still to be stored."""
         key = SeriesKey("market_chart", "1h", call.asset_id)
         start = call.start
-        history = self.settings.plan.history_days
         for _ in range(2):
             now_ms = _ms(self.clock())
-            if history is not None:
-                # The depth limit is checked when the call arrives: re-clamp at call time.
-                start = max(start, _ceil_hour(now_ms - history * DAY + HISTORY_MARGIN_MS))
+            # The depth limit is checked when the call arrives: re-clamp at call time.
+            earliest = history_start(now_ms, self.settings.plan)
+            if earliest is not None:
+                start = max(start, earliest)
             if start >= call.end:
                 return False
             try:
@@ -547,10 +547,6 @@ def _as_completed_interruptibly(futures) -> Iterator[Future]:
     while pending:
         done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
         yield from done
-
-
-def _ceil_hour(ms: int) -> int:
-    return ms if ms % HOUR == 0 else ms - ms % HOUR + HOUR
 
 
 def _iso(ms: int) -> str:

@@ -116,15 +116,7 @@ class Layout:
 
     def series_years(self, key: SeriesKey) -> list[tuple[int, Path]]:
         """The year files stored for a series, oldest first."""
-        base = self.series_dir(key)
-        found = []
-        if base.is_dir():
-            for ydir in base.iterdir():
-                year = _year_of(ydir.name)
-                path = ydir / f"{FILE_STEM}.{self.ext}"
-                if year is not None and path.is_file():
-                    found.append((year, path))
-        return sorted(found)
+        return self._year_files(self.series_dir(key))
 
     def iter_series(self, dataset: str) -> Iterator[SeriesKey]:
         """Every series stored for `dataset` (market_chart or ohlc)."""
@@ -141,7 +133,10 @@ class Layout:
                 yield SeriesKey(dataset, interval, asset)
 
     def markets_years(self) -> list[tuple[int, Path]]:
-        base = self.root / "markets"
+        return self._year_files(self.root / "markets")
+
+    def _year_files(self, base: Path) -> list[tuple[int, Path]]:
+        """(year, data file) under `base`'s year=YYYY folders, oldest first."""
         found = []
         if base.is_dir():
             for ydir in base.iterdir():

@@ -100,14 +100,20 @@ def markets_calls(top: int | None, ids: tuple[str, ...] | None) -> list[MarketsC
     return [MarketsCall(p, MARKETS_PAGE) for p in range(1, math.ceil(top / MARKETS_PAGE) + 1)]
 
 
+def history_start(now_ms: int, plan: Plan) -> int | None:
+    """The first whole hour a call made at `now_ms` may ask for on this plan (None: no limit)."""
+    if plan.history_days is None:
+        return None
+    limit = now_ms - plan.history_days * DAY + HISTORY_MARGIN_MS
+    return limit if limit % HOUR == 0 else floor_hour(limit) + HOUR
+
+
 def window_start(now_ms: int, days: int, plan: Plan) -> int:
     """First hour of the window: the `days*24` hours ending with the current one, never past
     the plan's history depth."""
     start = floor_hour(now_ms) - (days * 24 - 1) * HOUR
-    if plan.history_days is not None:
-        limit = now_ms - plan.history_days * DAY + HISTORY_MARGIN_MS
-        start = max(start, limit - limit % HOUR + (HOUR if limit % HOUR else 0))
-    return start
+    earliest = history_start(now_ms, plan)
+    return start if earliest is None else max(start, earliest)
 
 
 def split_span(start: int, end: int, max_days: int) -> list[tuple[int, int]]:

@@ -68,6 +68,20 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+def _positive(env: Mapping[str, str], name: str, default: float, unit: str) -> float:
+    """A positive number from `env[name]`, or `default` when unset; UsageError otherwise."""
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise UsageError(f"{name}={raw!r} must be a positive number of {unit}")
+    return value
+
+
 def _split_csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
@@ -109,23 +123,8 @@ def resolve_settings(
     if not base_url.startswith(("http://", "https://")):
         raise UsageError(f"COINGECKO_BASE_URL={base_url!r} must start with http:// or https://")
 
-    rate = float(plan.rate_per_min)
-    if env.get("MTS_RATE_LIMIT"):
-        try:
-            rate = float(env["MTS_RATE_LIMIT"])
-        except ValueError:
-            rate = -1
-        if rate <= 0:
-            raise UsageError(f"MTS_RATE_LIMIT={env['MTS_RATE_LIMIT']!r} must be a positive number of calls/min")
-
-    read_timeout = Settings.read_timeout
-    if env.get("MTS_HTTP_TIMEOUT"):
-        try:
-            read_timeout = float(env["MTS_HTTP_TIMEOUT"])
-        except ValueError:
-            read_timeout = -1
-        if read_timeout <= 0:
-            raise UsageError(f"MTS_HTTP_TIMEOUT={env['MTS_HTTP_TIMEOUT']!r} must be a positive number of seconds")
+    rate = _positive(env, "MTS_RATE_LIMIT", float(plan.rate_per_min), "calls/min")
+    read_timeout = _positive(env, "MTS_HTTP_TIMEOUT", Settings.read_timeout, "seconds")
 
     days = DEFAULT_DAYS if days is None else days
     if days < 1:
