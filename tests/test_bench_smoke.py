@@ -189,3 +189,14 @@ def test_fast_parse_and_dedupe_paths_equal_the_general_ones():
         )
         assert_frame_equal(tf.sort_dedupe(pl.concat([bucketed, unsorted]), "market_chart"), general)
         assert_frame_equal(tf.sort_dedupe(bucketed, "market_chart"), general)
+
+
+def test_api_economy_small_runs_at_the_minimum(tmp_path):
+    out = run_bench("api_economy", tmp_path)
+    assert "all runs at the minimum" in out
+    assert out.count("ratio 1.00") == 4
+
+
+def test_rate_saturation_small_runs_without_429(tmp_path):
+    out = run_bench("rate_saturation", tmp_path)
+    assert "429s 0" in out
