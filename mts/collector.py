@@ -74,6 +74,7 @@ class AssetOutcome:
     reason: str | None = None
     rows: int = 0
     quarantined: int = 0
+    files_written: int = 0
 
 
 @dataclass
@@ -83,6 +84,7 @@ class CollectResult:
     universe: list[str] = field(default_factory=list)
     outcomes: dict[str, AssetOutcome] = field(default_factory=dict)
     markets_rows: int = 0
+    markets_files: int = 0
     quarantined: int = 0
     lost: list[str] = field(default_factory=list)
     stats: RunStats = field(default_factory=RunStats)
@@ -135,6 +137,8 @@ class CollectResult:
             "failure_categories": categories,
             "rows_stored": self.rows_stored,
             "rows_quarantined": self.rows_quarantined,
+            # Each a whole-file rewrite: how much a run cost the disk beside its rows.
+            "files_written": self.markets_files + sum(o.files_written for o in self.outcomes.values()),
             "lost": self.lost,
             **self.stats.as_dict(),
             "error": self.error,
@@ -233,7 +237,8 @@ class Collector:
         checkpoint.vs_currency = s.vs_currency
 
         if snapshot is not None and "markets" in s.datasets and not snapshot.is_empty():
-            result.markets_rows = self.store.merge(None, "markets", snapshot.drop("id_error", "type_error")).rows_added
+            merged = self.store.merge(None, "markets", snapshot.drop("id_error", "type_error"))
+            result.markets_rows, result.markets_files = merged.rows_added, merged.files_written
 
         snapshot_hours = None
         snap_samples: dict[str, pl.DataFrame] = {}
@@ -270,7 +275,11 @@ class Collector:
                 try:
                     self._check_stop()
                     if isinstance(call, RangeCall):
-                        self._fetch_range(call, outcome)
+                        batch = _Batch(SeriesKey("market_chart", "1h", call.asset_id))
+                        got = self._fetch_range(call, outcome)
+                        if got is not None:
+                            batch.add(*got)
+                            self._store_batch(batch, outcome)
                     else:
                         self._fetch_ohlc(call, outcome)
                 except (SkipAsset, RetryLater, HistoryLimit) as exc:
@@ -363,19 +372,7 @@ class Collector:
         # Once started, an asset is finished even when a stop is asked for (Ctrl-C, SIGTERM):
         # only assets not yet started are skipped. A fatal error stops the limiter instead.
         try:
-            # The snapshot's hour rides in the same write as the newest range answer (one file
-            # rewrite instead of two); stored on its own when no range call comes after it.
-            carry = None
-            if ap.snapshot_hour is not None and snap is not None:
-                carry = self._snapshot_rows(ap.asset_id, ap.snapshot_hour, snap, plan.window_start, outcome)
-            forward = [c for c in ap.ranges if not c.backward]
-            for call in ap.ranges:
-                if call is (forward[-1] if forward else None) and carry is not None:
-                    carry = None if self._fetch_range(call, outcome, carry) else carry
-                else:
-                    self._fetch_range(call, outcome)
-            if carry is not None:
-                self._store_chart(SeriesKey("market_chart", "1h", ap.asset_id), *carry, outcome)
+            self._collect_chart(ap, plan, snap, outcome)
             if ap.ohlc is not None:
                 self._fetch_ohlc(ap.ohlc, outcome)
         except InterruptedError:
@@ -387,16 +384,41 @@ class Collector:
             log.error("%s: %s", ap.asset_id, exc)
         return outcome
 
+    def _collect_chart(
+        self, ap: AssetPlan, plan: CollectPlan, snap: pl.DataFrame | None, outcome: AssetOutcome
+    ) -> None:
+        """The asset's hourly windows, then the snapshot's hour. Answers that arrive back to back
+        are stored in one write per year file (a backfill's five windows: one rewrite, not five);
+        anything held is stored before a call that would wait, so a kill loses at most
+        HOLD_S of API work per worker."""
+        batch = _Batch(SeriesKey("market_chart", "1h", ap.asset_id))
+        snapshot = None
+        if ap.snapshot_hour is not None and snap is not None:
+            snapshot = self._snapshot_rows(ap.asset_id, ap.snapshot_hour, snap, plan.window_start, outcome)
+        try:
+            for call in ap.ranges:
+                if batch.age() >= HOLD_S or self.limiter.expected_wait() >= HOLD_S:
+                    self._store_batch(batch, outcome)
+                got = self._fetch_range(call, outcome)
+                if got is not None:
+                    batch.add(*got)
+        except StorageError:
+            raise
+        except BaseException:
+            self._store_batch(batch, outcome)  # answers in hand are valid whatever stopped the rest
+            raise
+        if snapshot is not None:
+            # The snapshot's hour follows the newest window: it rides in the same write.
+            batch.add(*snapshot)
+        self._store_batch(batch, outcome)
+
     def _check_stop(self) -> None:
         if self.stop.is_set():
             raise Interrupted()
 
-    def _fetch_range(
-        self, call: RangeCall, outcome: AssetOutcome, carry: tuple[pl.DataFrame, Span | None] | None = None
-    ) -> bool:
-        """Fetch, validate and store one window (with `carry`, rows and span stored in the same
-        write). False when no call was needed, so `carry` is still to be stored."""
-        key = SeriesKey("market_chart", "1h", call.asset_id)
+    def _fetch_range(self, call: RangeCall, outcome: AssetOutcome) -> tuple[pl.DataFrame, Span | None] | None:
+        """Fetch and validate one window: its rows and the span they cover (None when the
+        window lies beyond the history depth once clamped, so no call was made)."""
         start = call.start
         for _ in range(2):
             now_ms = _ms(self.clock())
@@ -405,7 +427,7 @@ class Collector:
             if earliest is not None:
                 start = max(start, earliest)
             if start >= call.end:
-                return False
+                return None
             try:
                 payload = self.client.market_chart_range(call.asset_id, start // 1000, call.end // 1000)
                 break
@@ -417,16 +439,9 @@ class Collector:
         valid, rejects = apply_rules(samples, market_chart_rules(start, call.end, now_ms))
         self._quarantine("market_chart", "1h", call.asset_id, rejects)
         outcome.quarantined += rejects.height
-        rows = tf.bucket_hourly(valid)
         # The current hour is never "covered": its sample may not be published yet.
         covered_end = min(call.end, now_ms - now_ms % HOUR)
-        span = Span(start, covered_end) if covered_end > start else None
-        if carry is not None:
-            rows = tf.sort_dedupe(pl.concat([rows, carry[0]]), "market_chart")
-            if carry[1] is not None:
-                span = carry[1] if span is None or _disjoint(span, carry[1]) else span.union(carry[1])
-        self._store_chart(key, rows, span, outcome)
-        return True
+        return tf.bucket_hourly(valid), (Span(start, covered_end) if covered_end > start else None)
 
     def _snapshot_rows(
         self, asset_id: str, hour: int, snap: pl.DataFrame, window_start: int, outcome: AssetOutcome
@@ -438,11 +453,21 @@ class Collector:
         outcome.quarantined += rejects.height
         return tf.bucket_hourly(valid), (Span(hour, hour + HOUR) if not valid.is_empty() else None)
 
-    def _store_chart(self, key: SeriesKey, rows: pl.DataFrame, span: Span | None, outcome: AssetOutcome) -> None:
-        merged = self.store.merge(key, "market_chart", rows, self._next_span(key, span))
+    def _store_batch(self, batch: _Batch, outcome: AssetOutcome) -> None:
+        """Store the held rows, each file recording the series' span with them, then the spans."""
+        if batch.empty():
+            return
+        rows, spans = batch.take()
+        footer = self.checkpoint.span(batch.key)
+        for span in spans:
+            footer = span if footer is None or _disjoint(footer, span) else footer.union(span)
+        merged = self.store.merge(
+            batch.key, "market_chart", rows, (footer.start, footer.end) if footer is not None else None
+        )
         outcome.rows += merged.rows_added
-        if span is not None:
-            self._extend(key, span)
+        outcome.files_written += merged.files_written
+        for span in spans:
+            self._extend(batch.key, span)
 
     def _fetch_ohlc(self, call: OhlcCall, outcome: AssetOutcome) -> None:
         key = SeriesKey("ohlc", call.interval, call.asset_id)
@@ -461,6 +486,7 @@ class Collector:
         span = Span(min(first, call.need_from), last + length)
         merged = self.store.merge(key, "ohlc", rows, self._next_span(key, span))
         outcome.rows += merged.rows_added
+        outcome.files_written += merged.files_written
         self._extend(key, span)
 
     def _parse(self, parser, payload, asset_id: str) -> pl.DataFrame:
@@ -533,6 +559,35 @@ class Collector:
 
 
 CHECKPOINT_EVERY_S = 0.5
+HOLD_S = 1.0  # longest that answers in hand wait to be stored together
+
+
+class _Batch:
+    """Rows of one series fetched but not stored yet, and the spans they cover, in call order."""
+
+    def __init__(self, key: SeriesKey):
+        self.key = key
+        self._rows: list[pl.DataFrame] = []
+        self._spans: list[Span] = []
+        self._since: float | None = None
+
+    def add(self, rows: pl.DataFrame, span: Span | None) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+        self._rows.append(rows)
+        if span is not None:
+            self._spans.append(span)
+
+    def empty(self) -> bool:
+        return self._since is None
+
+    def age(self) -> float:
+        return 0.0 if self._since is None else time.monotonic() - self._since
+
+    def take(self) -> tuple[pl.DataFrame, list[Span]]:
+        rows, spans = pl.concat(self._rows), self._spans
+        self._rows, self._spans, self._since = [], [], None
+        return rows, spans
 
 
 def _disjoint(a: Span, b: Span) -> bool:

@@ -62,6 +62,12 @@ class RateLimiter:
                 if is_probe:
                     self._probe_in_flight = False
 
+    def expected_wait(self) -> float:
+        """Seconds a caller asking now would wait for its slot (a hint: others may come first)."""
+        with self._cond:
+            now = self._clock()
+            return max(0.0, self._next_slot - now, self._paused_until - now)
+
     def _try_grant(self) -> tuple[str, float, int, bool] | None:
         """Under the lock: ("paused", step to sleep, ..) or ("slot", wait until it, epoch, probe?)."""
         if self._stopped:
