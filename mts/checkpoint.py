@@ -45,6 +45,11 @@ class Checkpoint:
         # Files whose footer shows they are torn or foreign: (series, path, why). Their series
         # claims nothing here, so the period is fetched again once the collector sets them aside.
         self.corrupt: list[tuple[SeriesKey, Path, str]] = []
+        # Each Parquet file as last seen, (size, mtime_ns, span start, span end) by path under
+        # the root: a load trusts the span of a file that has not changed since and reads the
+        # footers of the others only (an hourly run otherwise reads every footer). No inode:
+        # a folder restored with its times (cp -a, rsync -a) is still known.
+        self._files: dict[str, tuple[int, int, int, int]] = {}
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()  # serialise+write as one step: newest state wins
         # Group commit: save() calls are numbered on entry; a write covers every call numbered
@@ -85,6 +90,7 @@ class Checkpoint:
                         spans[SeriesKey(dataset, interval, asset)] = Span(int(span["from"]), int(span["to"]))
             cp = cls(layout, spans, doc.get("last_run"))
             cp.vs_currency = doc.get("vs_currency")
+            cp._files = _fingerprints(doc.get("files"))
             return cp
         except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
             log.warning("checkpoint %s unreadable (%s): rebuilding it from the data files", path, exc)
@@ -99,16 +105,43 @@ class Checkpoint:
 
         if self.layout.fmt != "parquet":
             return
+        seen: dict[str, tuple[int, int, int, int]] = {}
         for dataset in ("market_chart", "ohlc"):
             for key in self.layout.iter_series(dataset):
                 for _, path in self.layout.series_years(key):
-                    problem, span = read_footer(path, dataset)
-                    if problem is not None:
-                        self.corrupt.append((key, path, problem))
-                        self.forget(key)
+                    try:
+                        st = path.stat()
+                    except OSError:
                         continue
+                    rel = self._rel(path)
+                    known = self._files.get(rel)
+                    if known is not None and known[:2] == (st.st_size, st.st_mtime_ns):
+                        span: tuple[int, int] | None = (known[2], known[3])
+                    else:
+                        problem, span = read_footer(path, dataset)
+                        if problem is not None:
+                            self.corrupt.append((key, path, problem))
+                            self.forget(key)
+                            continue
                     if span is not None:
+                        seen[rel] = (st.st_size, st.st_mtime_ns, *span)
                         self.extend(key, Span(*span))
+        with self._lock:
+            self._files = seen
+
+    def note_file(self, path: Path, span: tuple[int, int] | None) -> None:
+        """`path` was just written with `span` in its footer: the next load can trust it unread."""
+        if span is None or self.layout.fmt != "parquet":
+            return
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        with self._lock:
+            self._files[self._rel(path)] = (st.st_size, st.st_mtime_ns, *span)
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.layout.root).as_posix()
 
     @classmethod
     def rebuild(cls, layout: Layout) -> Checkpoint:
@@ -174,7 +207,13 @@ class Checkpoint:
                     "from": span.start,
                     "to": span.end,
                 }
-            doc = {"version": VERSION, "vs_currency": self.vs_currency, "series": series, "last_run": self.last_run}
+            doc = {
+                "version": VERSION,
+                "vs_currency": self.vs_currency,
+                "series": series,
+                "last_run": self.last_run,
+                "files": {rel: list(fp) for rel, fp in sorted(self._files.items())},
+            }
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
     def save(self) -> None:
@@ -189,3 +228,13 @@ class Checkpoint:
                 covers = self._save_calls
             write_bytes_atomic(self.layout.checkpoint_path, self.to_json())
             self._saved_calls = covers
+
+
+def _fingerprints(raw) -> dict[str, tuple[int, int, int, int]]:
+    """The saved file fingerprints; anything malformed is dropped (its footer is read instead)."""
+    out: dict[str, tuple[int, int, int, int]] = {}
+    if isinstance(raw, dict):
+        for rel, fp in raw.items():
+            if isinstance(rel, str) and isinstance(fp, list) and len(fp) == 4 and all(type(v) is int for v in fp):
+                out[rel] = (fp[0], fp[1], fp[2], fp[3])
+    return out

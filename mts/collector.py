@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -461,9 +462,10 @@ class Collector:
         footer = self.checkpoint.span(batch.key)
         for span in spans:
             footer = span if footer is None or _disjoint(footer, span) else footer.union(span)
-        merged = self.store.merge(
-            batch.key, "market_chart", rows, (footer.start, footer.end) if footer is not None else None
-        )
+        recorded = (footer.start, footer.end) if footer is not None else None
+        merged = self.store.merge(batch.key, "market_chart", rows, recorded)
+        for path in merged.written:
+            self.checkpoint.note_file(path, recorded)
         outcome.rows += merged.rows_added
         outcome.files_written += merged.files_written
         for span in spans:
@@ -484,7 +486,10 @@ class Collector:
             return
         first, last = first_last_ms(rows["timestamp"])
         span = Span(min(first, call.need_from), last + length)
-        merged = self.store.merge(key, "ohlc", rows, self._next_span(key, span))
+        recorded = self._next_span(key, span)
+        merged = self.store.merge(key, "ohlc", rows, recorded)
+        for path in merged.written:
+            self.checkpoint.note_file(path, recorded)
         outcome.rows += merged.rows_added
         outcome.files_written += merged.files_written
         self._extend(key, span)
@@ -597,11 +602,20 @@ def _disjoint(a: Span, b: Span) -> bool:
 def _as_completed_interruptibly(futures) -> Iterator[Future]:
     """as_completed that wakes every 0.2 s. Python runs signal handlers (Ctrl-C, SIGTERM) only
     when the main thread executes code, and a main thread blocked in a plain wait may not get
-    the signal until a whole asset has finished."""
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-        yield from done
+    the signal until a whole asset has finished. Each future reports itself on a queue once:
+    wait(FIRST_COMPLETED) in a loop re-arms every pending future per completion, which cost
+    the main thread a fifth of an hourly run's GIL time at 300 assets."""
+    finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
+    futures = list(futures)
+    for fut in futures:
+        fut.add_done_callback(finished.put)
+    for _ in futures:
+        while True:
+            try:
+                yield finished.get(timeout=0.2)
+                break
+            except queue.Empty:
+                continue
 
 
 def _iso(ms: int) -> str:

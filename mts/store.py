@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -105,7 +105,11 @@ def set_aside(layout: Layout, path: Path, reason: str) -> Path:
 @dataclass
 class MergeResult:
     rows_added: int = 0
-    files_written: int = 0
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def files_written(self) -> int:
+        return len(self.written)
 
 
 class Store:
@@ -171,5 +175,5 @@ class Store:
             result.rows_added += merged.height - existing.height
             write_file(merged, path, self.layout.fmt, span)
             self._remember(path, merged)
-            result.files_written += 1
+            result.written.append(path)
         return result
