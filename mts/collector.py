@@ -442,7 +442,8 @@ class Collector:
         outcome.quarantined += rejects.height
         # The current hour is never "covered": its sample may not be published yet.
         covered_end = min(call.end, now_ms - now_ms % HOUR)
-        return tf.bucket_hourly(valid), (Span(start, covered_end) if covered_end > start else None)
+        # One row per hour is picked when the batch is merged (the same winner, one sort).
+        return tf.hourly_rows(valid), (Span(start, covered_end) if covered_end > start else None)
 
     def _snapshot_rows(
         self, asset_id: str, hour: int, snap: pl.DataFrame, window_start: int, outcome: AssetOutcome

@@ -60,6 +60,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {"market_chart": MARKET_CHART, "ohlc": OHLC
 # Merge key of each dataset inside one file; the hive partition supplies asset and interval.
 KEYS = {"market_chart": ["timestamp"], "ohlc": ["timestamp"], "markets": ["asset_id", "timestamp"]}
 
+# Which row of a key wins when several arrive: the earliest sample of the hour (for an hourly
+# row, the one closest to the hour's start), then the other columns in order so the choice
+# never depends on fetch order. Without it, 5-minute answers (windows under a day) would
+# keep each hour's lowest price.
+PREFER = {"market_chart": ["sampled_at"], "ohlc": [], "markets": ["last_updated"]}
+
 
 def first_last_ms(ts: pl.Series) -> tuple[int, int]:
     """(min, max) of a non-empty timestamp column, as epoch milliseconds."""

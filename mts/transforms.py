@@ -167,20 +167,26 @@ def market_chart_samples(payload) -> pl.DataFrame:
 def bucket_hourly(samples: pl.DataFrame) -> pl.DataFrame:
     """One row per UTC hour: the sample closest to the hour's start wins, ties broken by value,
     so the winner does not depend on fetch order. Returns the market_chart schema."""
+    return sort_dedupe(hourly_rows(samples), "market_chart")
+
+
+def hourly_rows(samples: pl.DataFrame) -> pl.DataFrame:
+    """Every sample as a market_chart row stamped with its UTC hour, not yet one per hour:
+    a merge's sort_dedupe picks each hour's winner (the same one bucket_hourly would)."""
     if samples.is_empty():
         return schemas.empty("market_chart")
-    df = samples.select(
+    return samples.select(
         timestamp=(pl.col("sampled_at") - pl.col("sampled_at") % HOUR_MS).cast(schemas.TS),
         price="price",
         market_cap="market_cap",
         total_volume="total_volume",
         sampled_at=pl.col("sampled_at").cast(schemas.TS),
     )
-    return sort_dedupe(df, "market_chart")
 
 
 def sort_dedupe(df: pl.DataFrame, dataset: str) -> pl.DataFrame:
-    """Sort by key, keep one row per key: the first in a total order over all columns."""
+    """Sort by key, keep one row per key: the first in a total order over all columns that
+    starts with the dataset's preference (schemas.PREFER)."""
     key = schemas.KEYS[dataset]
     if len(key) == 1:
         k = df[key[0]]
@@ -188,7 +194,8 @@ def sort_dedupe(df: pl.DataFrame, dataset: str) -> pl.DataFrame:
         # rows): sorting and deduplicating would return it unchanged, so skip both.
         if k.null_count() == 0 and k.is_sorted() and k.n_unique() == k.len():
             return df
-    order = key + [c for c in df.columns if c not in key]
+    first = key + schemas.PREFER[dataset]
+    order = first + [c for c in df.columns if c not in first]
     return df.sort(order, nulls_last=True).unique(subset=key, keep="first", maintain_order=True)
 
 

@@ -26,6 +26,18 @@ def test_jittered_samples_bucket_to_their_hour_and_the_earliest_sample_wins():
     assert rows.schema["timestamp"] == pl.Datetime("ms", "UTC")
 
 
+def test_five_minute_samples_keep_the_one_closest_to_the_hour_not_the_lowest_price():
+    # A window under a day comes back at 5-minute granularity: twelve samples an hour.
+    pts = [(T0 + 60_000 + i * 300_000, 20.0 - i, 1.0, 1.0) for i in range(12)]
+    rows = tf.bucket_hourly(tf.market_chart_samples(chart(pts)))
+    assert rows["price"].to_list() == [20.0]
+    assert rows["sampled_at"].dt.epoch("ms").to_list() == [T0 + 60_000]
+    # and a later merge of the same hour keeps that row, whichever comes first
+    later = tf.bucket_hourly(tf.market_chart_samples(chart(pts[5:])))
+    merged = tf.sort_dedupe(pl.concat([later, rows]), "market_chart")
+    assert merged.equals(rows)
+
+
 def test_winner_does_not_depend_on_order():
     pts = [(T0 + 5_000, 10.0, 1.0, 1.0), (T0 + 1_000, 9.0, 1.0, 1.0), (T0 + H + 1, 3.0, None, 2.0)]
     a = tf.bucket_hourly(tf.market_chart_samples(chart(pts)))
