@@ -242,12 +242,8 @@ class Collector:
             result.markets_rows, result.markets_files = merged.rows_added, merged.files_written
 
         snapshot_hours = None
-        snap_samples: dict[str, pl.DataFrame] = {}
         if snapshot is not None and "market_chart" in s.datasets:
             snapshot_hours = snap_hours(snapshot)
-            samples = tf.markets_to_samples(snapshot)
-            for asset_id, part in samples.partition_by("asset_id", as_dict=True).items():
-                snap_samples[asset_id[0]] = part.drop("asset_id")
 
         plan = plan_collect(
             universe=universe, datasets=s.datasets, days=s.days, now_ms=now_ms, plan=s.plan,
@@ -257,7 +253,10 @@ class Collector:
             msg = f"{lost.key}: {lost.reason} ({_iso(lost.start)} to {_iso(lost.end)} cannot be fetched again)"
             result.lost.append(msg)
             log.warning(msg)
-        self._execute(plan, snap_samples, result)
+        snap_rows = {}
+        if snapshot_hours is not None and snapshot is not None:
+            snap_rows = self._snapshot_rows(snapshot, plan, result)
+        self._execute(plan, snap_rows, result)
 
     def fetch_calls(self, calls: list[RangeCall | OhlcCall]) -> CollectResult:
         """Fetch exactly `calls` (the gaps `mts verify --repair` found) with the same
@@ -317,7 +316,7 @@ class Collector:
 
     # --- execution ----------------------------------------------------------------------------
 
-    def _execute(self, plan: CollectPlan, snap_samples: dict[str, pl.DataFrame], result: CollectResult) -> None:
+    def _execute(self, plan: CollectPlan, snap_rows: dict[str, pl.DataFrame], result: CollectResult) -> None:
         total = len(plan.assets)
         done = 0
         fatal: BaseException | None = None
@@ -345,7 +344,7 @@ class Collector:
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mts") as pool:
             futures = {
-                pool.submit(self._collect_asset, ap, plan, snap_samples.get(ap.asset_id)): ap.asset_id
+                pool.submit(self._collect_asset, ap, snap_rows.get(ap.asset_id)): ap.asset_id
                 for ap in plan.assets
             }
             try:
@@ -366,14 +365,14 @@ class Collector:
         if self.stop.is_set():
             raise Interrupted()
 
-    def _collect_asset(self, ap: AssetPlan, plan: CollectPlan, snap: pl.DataFrame | None) -> AssetOutcome:
+    def _collect_asset(self, ap: AssetPlan, snap: pl.DataFrame | None) -> AssetOutcome:
         outcome = AssetOutcome(ap.asset_id)
         if self.stop.is_set():
             raise Interrupted()
         # Once started, an asset is finished even when a stop is asked for (Ctrl-C, SIGTERM):
         # only assets not yet started are skipped. A fatal error stops the limiter instead.
         try:
-            self._collect_chart(ap, plan, snap, outcome)
+            self._collect_chart(ap, snap, outcome)
             if ap.ohlc is not None:
                 self._fetch_ohlc(ap.ohlc, outcome)
         except InterruptedError:
@@ -386,7 +385,7 @@ class Collector:
         return outcome
 
     def _collect_chart(
-        self, ap: AssetPlan, plan: CollectPlan, snap: pl.DataFrame | None, outcome: AssetOutcome
+        self, ap: AssetPlan, snap: pl.DataFrame | None, outcome: AssetOutcome
     ) -> None:
         """The asset's hourly windows, then the snapshot's hour. Answers that arrive back to back
         are stored in one write per year file (a backfill's five windows: one rewrite, not five);
@@ -395,7 +394,7 @@ class Collector:
         batch = _Batch(SeriesKey("market_chart", "1h", ap.asset_id))
         snapshot = None
         if ap.snapshot_hour is not None and snap is not None:
-            snapshot = self._snapshot_rows(ap.asset_id, ap.snapshot_hour, snap, plan.window_start, outcome)
+            snapshot = (snap, Span(ap.snapshot_hour, ap.snapshot_hour + HOUR))
         try:
             for call in ap.ranges:
                 if batch.age() >= HOLD_S or self.limiter.expected_wait() >= HOLD_S:
@@ -446,14 +445,20 @@ class Collector:
         return tf.hourly_rows(valid), (Span(start, covered_end) if covered_end > start else None)
 
     def _snapshot_rows(
-        self, asset_id: str, hour: int, snap: pl.DataFrame, window_start: int, outcome: AssetOutcome
-    ) -> tuple[pl.DataFrame, Span | None]:
-        """The snapshot's sample as a market_chart row (rejects quarantined), and the hour it covers."""
+        self, snapshot: pl.DataFrame, plan: CollectPlan, result: CollectResult
+    ) -> dict[str, pl.DataFrame]:
+        """The snapshot's sample as a market_chart row for each asset whose hour it supplies,
+        validated for all at once (rejects quarantined)."""
         now_ms = _ms(self.clock())
-        valid, rejects = apply_rules(snap, market_chart_rules(window_start, now_ms, now_ms))
-        self._quarantine("market_chart", "1h", asset_id, rejects)
-        outcome.quarantined += rejects.height
-        return tf.bucket_hourly(valid), (Span(hour, hour + HOUR) if not valid.is_empty() else None)
+        wanted = [ap.asset_id for ap in plan.assets if ap.snapshot_hour is not None]
+        samples = tf.markets_to_samples(snapshot).filter(pl.col("asset_id").is_in(wanted))
+        valid, rejects = apply_rules(samples, market_chart_rules(plan.window_start, now_ms, now_ms, per="asset_id"))
+        self._quarantine("market_chart", "1h", None, rejects)
+        result.quarantined += rejects.height
+        return {
+            asset_id: tf.bucket_hourly(part.drop("asset_id"))
+            for (asset_id,), part in valid.partition_by("asset_id", as_dict=True).items()
+        }
 
     def _store_batch(self, batch: _Batch, outcome: AssetOutcome) -> None:
         """Store the held rows, each file recording the series' span with them, then the spans."""
@@ -463,10 +468,9 @@ class Collector:
         footer = self.checkpoint.span(batch.key)
         for span in spans:
             footer = span if footer is None or _disjoint(footer, span) else footer.union(span)
-        recorded = (footer.start, footer.end) if footer is not None else None
-        merged = self.store.merge(batch.key, "market_chart", rows, recorded)
-        for path in merged.written:
-            self.checkpoint.note_file(path, recorded)
+        merged = self.store.merge(batch.key, "market_chart", rows, (footer.start, footer.end) if footer else None)
+        for path, claim in merged.written:
+            self.checkpoint.note_file(path, claim)
         outcome.rows += merged.rows_added
         outcome.files_written += merged.files_written
         for span in spans:
@@ -487,10 +491,9 @@ class Collector:
             return
         first, last = first_last_ms(rows["timestamp"])
         span = Span(min(first, call.need_from), last + length)
-        recorded = self._next_span(key, span)
-        merged = self.store.merge(key, "ohlc", rows, recorded)
-        for path in merged.written:
-            self.checkpoint.note_file(path, recorded)
+        merged = self.store.merge(key, "ohlc", rows, self._next_span(key, span))
+        for path, claim in merged.written:
+            self.checkpoint.note_file(path, claim)
         outcome.rows += merged.rows_added
         outcome.files_written += merged.files_written
         self._extend(key, span)

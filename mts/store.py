@@ -105,7 +105,7 @@ def set_aside(layout: Layout, path: Path, reason: str) -> Path:
 @dataclass
 class MergeResult:
     rows_added: int = 0
-    written: list[Path] = field(default_factory=list)
+    written: list[tuple[Path, tuple[int, int] | None]] = field(default_factory=list)  # (file, span it records)
 
     @property
     def files_written(self) -> int:
@@ -157,23 +157,36 @@ class Store:
     def merge(
         self, key: SeriesKey | None, dataset: str, rows: pl.DataFrame, span: tuple[int, int] | None = None
     ) -> MergeResult:
-        """Merge `rows` into the files of `key` (or the markets files when key is None), each
-        written with `span`, the series' coverage including these rows. Files whose rows would
-        not change are not rewritten."""
+        """Merge `rows` into the files of `key` (or the markets files when key is None). Files
+        whose rows would not change are not rewritten. Files are written oldest year first;
+        the last records `span`, the series' coverage including these rows, and each one before
+        it that span cut at the end of its own year: a kill between two year files must not
+        leave a footer claiming hours whose file was never written."""
         result = MergeResult()
         if rows.is_empty():
             return result
         rows = rows.select(list(schemas.SCHEMAS[dataset]))
         years = rows["timestamp"].dt.year()
+        changed = []
         for year in years.unique().sort().to_list():
             part = rows.filter(years == year)
             path = self.layout.series_file(key, year) if key else self.layout.markets_file(year)
             existing = self._existing(path, dataset)
             merged = sort_dedupe(pl.concat([existing, part]), dataset)
-            if merged.equals(existing):
-                continue
-            result.rows_added += merged.height - existing.height
-            write_file(merged, path, self.layout.fmt, span)
+            if not merged.equals(existing):
+                changed.append((year, path, merged, existing.height))
+        for i, (year, path, merged, had) in enumerate(changed):
+            claim = span if i == len(changed) - 1 else _until_year_end(span, year)
+            write_file(merged, path, self.layout.fmt, claim)
             self._remember(path, merged)
-            result.written.append(path)
+            result.rows_added += merged.height - had
+            result.written.append((path, claim))
         return result
+
+
+def _until_year_end(span: tuple[int, int] | None, year: int) -> tuple[int, int] | None:
+    """`span` cut at the first instant of `year + 1` (None when nothing of it is left)."""
+    if span is None:
+        return None
+    end = int(dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
+    return (span[0], min(span[1], end)) if span[0] < end else None

@@ -25,8 +25,10 @@ def _numeric_types() -> Rule:
     return Rule("numeric_type", pl.col("type_error").is_null())
 
 
-def market_chart_rules(window_start_ms: int, window_end_ms: int, now_ms: int) -> list[Rule]:
+def market_chart_rules(window_start_ms: int, window_end_ms: int, now_ms: int, per: str | None = None) -> list[Rule]:
+    """`per`: a column naming the series of each row, when one frame holds several."""
     t = pl.col("sampled_at")
+    first_of_series = t.is_first_distinct() if per is None else t.is_first_distinct().over(per)
     return [
         _numeric_types(),
         Rule("timestamp_present", t.is_not_null()),
@@ -35,7 +37,7 @@ def market_chart_rules(window_start_ms: int, window_end_ms: int, now_ms: int) ->
         Rule("volume_non_negative", _null_or_non_negative("total_volume")),
         Rule("inside_window", (t >= window_start_ms) & (t <= window_end_ms)),
         Rule("not_in_future", t <= now_ms),
-        Rule("duplicate_sample", t.is_first_distinct()),
+        Rule("duplicate_sample", first_of_series),
     ]
 
 

@@ -3,12 +3,20 @@ when the run is paced, and never lost when a later window fails."""
 
 from __future__ import annotations
 
+import errno
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
 import polars as pl
+import pytest
 
 from mts.checkpoint import Checkpoint
 from mts.collector import Collector
-from mts.emulator import FaultRule
+from mts.emulator import Emulator, FaultRule
+from mts.errors import StorageError
 from mts.layout import Layout, SeriesKey
+from mts.settings import resolve_settings
 
 from .conftest import NOW
 
@@ -58,3 +66,30 @@ def test_windows_answered_before_a_failing_one_are_stored_and_covered(make_setti
     assert 2 * 73 * 24 - 2 <= rows.height <= 2 * 73 * 24 + 2
     ts = rows["timestamp"].dt.epoch("ms")
     assert ts.min() == span.start and ts.max() + HOUR_MS == span.end
+
+
+def test_a_write_failing_between_two_year_files_leaves_no_claim_beyond_the_stored_rows(tmp_path, monkeypatch):
+    # A window across new year lands in two files, 2025 first. If the 2026 one never lands
+    # (kill, full disk), the 2025 file's footer must not claim its hours.
+    now = datetime(2026, 1, 2, 5, 30, tzinfo=UTC)
+    with Emulator(now=now) as emu:
+        env = {"COINGECKO_BASE_URL": emu.base_url, "MTS_RATE_LIMIT": "100000"}
+        s = resolve_settings(env, days=7, top=1, datasets="market_chart", data_dir=tmp_path / "data")
+        layout = Layout(s.data_dir)
+        key = SeriesKey("market_chart", "1h", emu.universe.asset_ids()[0])
+        victim = layout.series_file(key, 2026)
+        real_replace = os.replace
+
+        def replace(src, dst, *a, **kw):
+            if Path(dst) == victim:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            return real_replace(src, dst, *a, **kw)
+
+        with monkeypatch.context() as m:
+            m.setattr(os, "replace", replace)
+            with pytest.raises(StorageError):
+                Collector(s, clock=lambda: now).run()
+    assert not victim.exists()
+    stored = pl.read_parquet(layout.series_file(key, 2025))["timestamp"].dt.epoch("ms")
+    span = Checkpoint.load(layout).span(key)
+    assert span is None or span.end <= stored.max() + HOUR_MS
