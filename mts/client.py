@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
+import urllib3
 
 from . import __version__
 from .errors import (
@@ -141,35 +141,24 @@ class CoinGeckoClient:
         limiter: RateLimiter,
         stats: RunStats,
         *,
-        session_factory: Callable[[], requests.Session] = requests.Session,
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.settings = settings
         self.limiter = limiter
         self.stats = stats
-        self._session_factory = session_factory
-        self._local = threading.local()
         self._sleep = sleep
         self._wall_clock = wall_clock
         self._reached = threading.Event()  # set once any answer came back
-        self._headers = {"Accept": "application/json", "User-Agent": f"mts/{__version__}"}
+        self._headers = {
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+            "User-Agent": f"mts/{__version__}",
+        }
         if settings.plan.key_header and settings.api_key is not None:
             self._headers[settings.plan.key_header] = settings.api_key.reveal()
-        # What requests would read from the environment on every call (HTTPS_PROXY, NO_PROXY,
-        # REQUESTS_CA_BUNDLE), read once: per call it cost a third of the client's CPU.
-        self._proxies = requests.utils.get_environ_proxies(settings.base_url)
-        self._verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-
-    def _session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
-        if s is None:
-            s = self._local.session = self._session_factory()
-            s.headers.update(self._headers)
-            s.trust_env = False
-            s.proxies.update(self._proxies)
-            s.verify = self._verify
-        return s
+        self._http = _pool(settings.base_url, settings.workers)
+        self._timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
 
     def get(self, endpoint: str, path: str, params: dict[str, Any], what: str) -> Any:
         """The decoded JSON of a 200 answer, after retries. Raises an ApiError subclass."""
@@ -184,11 +173,13 @@ class CoinGeckoClient:
                 self.stats.record_retry()
             is_probe = self.limiter.acquire()
             try:
-                resp = self._session().get(
-                    url, params=params, timeout=(self.settings.connect_timeout, self.settings.read_timeout)
-                )
-                body = resp.content
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                resp = self._http.request("GET", url, fields=params, headers=self._headers, timeout=self._timeout)
+                body = resp.data
+            except urllib3.exceptions.HTTPError as raised:
+                # With no retries here, a failed connection comes wrapped: report its cause.
+                exc: BaseException = raised
+                if isinstance(raised, urllib3.exceptions.MaxRetryError) and raised.reason is not None:
+                    exc = raised.reason
                 if is_probe:
                     self.limiter.release_probe()
                 self.stats.record_call(endpoint, "error")
@@ -207,8 +198,8 @@ class CoinGeckoClient:
                 self._backoff(attempt)
                 continue
             self._reached.set()
-            self.stats.record_call(endpoint, resp.status_code, len(body))
-            if resp.status_code == 200:
+            self.stats.record_call(endpoint, resp.status, len(body))
+            if resp.status == 200:
                 try:
                     doc = parse_json(body)
                 except ValueError:
@@ -220,7 +211,7 @@ class CoinGeckoClient:
                     continue
                 self.limiter.succeeded()
                 return doc
-            err = classify(resp.status_code, resp.headers, body, self._wall_clock(), what)
+            err = classify(resp.status, resp.headers, body, self._wall_clock(), what)
             if isinstance(err, RateLimited):
                 pause = self.limiter.rate_limited(err.retry_after)
                 log.warning("%s; all workers pause %.0f s", err, pause)
@@ -276,9 +267,33 @@ def _quote(asset_id: str) -> str:
     return quote(asset_id, safe="")
 
 
+def _pool(base_url: str, workers: int) -> urllib3.PoolManager:
+    """One connection pool shared by every worker. Proxy (HTTPS_PROXY, NO_PROXY) and CA bundle
+    (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, else certifi's, as requests does) are read once, not on
+    every call. urllib3 directly: requests' per-call machinery (hooks, cookies, settings
+    merging) cost more CPU than parsing the answer. Redirects are followed; nothing is retried
+    here (the client retries with the shared limiter)."""
+    from urllib.request import getproxies, proxy_bypass
+
+    import certifi
+
+    url = urllib3.util.parse_url(base_url)
+    kw: dict[str, Any] = {
+        "num_pools": 4,
+        "maxsize": max(1, workers),
+        "retries": urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
+        "ca_certs": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where(),
+    }
+    proxies = getproxies()
+    proxy = proxies.get(url.scheme or "https") or proxies.get("all")
+    if proxy and not proxy_bypass(url.host or ""):
+        return urllib3.ProxyManager(proxy, **kw)
+    return urllib3.PoolManager(**kw)
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc)
-    if (
+    if isinstance(exc, urllib3.exceptions.NameResolutionError) or (
         "Name or service not known" in text
         or "Temporary failure in name resolution" in text
         or "NameResolution" in text
@@ -286,8 +301,10 @@ def _reason(exc: BaseException) -> str:
         return "DNS lookup failed"
     if "Connection refused" in text:
         return "connection refused"
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, urllib3.exceptions.TimeoutError):
         return "timed out"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+    if isinstance(exc, urllib3.exceptions.ProtocolError) and "IncompleteRead" in text:
         return "connection broken mid-answer"
+    if isinstance(exc, urllib3.exceptions.ProtocolError):
+        return "connection reset"
     return type(exc).__name__

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 import orjson
 import polars as pl
-import requests
 
 from . import transforms as tf
 from .atomic import remove_stale_temps, write_bytes_atomic
@@ -158,7 +157,6 @@ class Collector:
         settings: Settings,
         *,
         clock: Clock = system_clock,
-        session_factory: Callable[[], requests.Session] = requests.Session,
         stop: threading.Event | None = None,
         on_progress: Callable[[int, int, CollectResult], None] | None = None,
     ):
@@ -168,7 +166,7 @@ class Collector:
         self.store = Store(self.layout)
         self.stats = RunStats()
         self.limiter = RateLimiter(settings.rate_per_min)
-        self.client = CoinGeckoClient(settings, self.limiter, self.stats, session_factory=session_factory)
+        self.client = CoinGeckoClient(settings, self.limiter, self.stats)
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
         self.lock = DataLock(self.layout.lock_path)

@@ -404,15 +404,12 @@ def repair(
     now: datetime,
     *,
     clock: Callable[[], datetime] | None = None,
-    session_factory: Callable | None = None,
 ) -> VerifyReport:
     """Check, fix what can be fixed (holding the data lock), and check again."""
     from .collector import Collector  # HTTP-heavy; only a repair needs it
 
     layout = Layout(settings.data_dir, settings.fmt)
     kw: dict = {"clock": clock or (lambda: now)}
-    if session_factory is not None:
-        kw["session_factory"] = session_factory
     collector = Collector(settings, **kw)
     collector.lock.acquire()
     try:
