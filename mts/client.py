@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import os
 import random
 import re
 import threading
@@ -157,7 +156,7 @@ class CoinGeckoClient:
         }
         if settings.plan.key_header and settings.api_key is not None:
             self._headers[settings.plan.key_header] = settings.api_key.reveal()
-        self._http = _pool(settings.base_url, settings.workers)
+        self._http = _pool(settings)
         self._timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
 
     def get(self, endpoint: str, path: str, params: dict[str, Any], what: str) -> Any:
@@ -267,27 +266,21 @@ def _quote(asset_id: str) -> str:
     return quote(asset_id, safe="")
 
 
-def _pool(base_url: str, workers: int) -> urllib3.PoolManager:
-    """One connection pool shared by every worker. Proxy (HTTPS_PROXY, NO_PROXY) and CA bundle
-    (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, else certifi's, as requests does) are read once, not on
-    every call. urllib3 directly: requests' per-call machinery (hooks, cookies, settings
-    merging) cost more CPU than parsing the answer. Redirects are followed; nothing is retried
-    here (the client retries with the shared limiter)."""
-    from urllib.request import getproxies, proxy_bypass
-
+def _pool(settings: Settings) -> urllib3.PoolManager:
+    """One connection pool shared by every worker, through the settings' proxy if any, with
+    their CA bundle or else certifi's (as requests does). urllib3 directly: requests' per-call
+    machinery (hooks, cookies, settings merging) cost more CPU than parsing the answer.
+    Redirects are followed; nothing is retried here (the client retries with the shared limiter)."""
     import certifi
 
-    url = urllib3.util.parse_url(base_url)
     kw: dict[str, Any] = {
         "num_pools": 4,
-        "maxsize": max(1, workers),
+        "maxsize": max(1, settings.workers),
         "retries": urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
-        "ca_certs": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where(),
+        "ca_certs": settings.ca_bundle or certifi.where(),
     }
-    proxies = getproxies()
-    proxy = proxies.get(url.scheme or "https") or proxies.get("all")
-    if proxy and not proxy_bypass(url.host or ""):
-        return urllib3.ProxyManager(proxy, **kw)
+    if settings.proxy:
+        return urllib3.ProxyManager(settings.proxy, **kw)
     return urllib3.PoolManager(**kw)
 
 

@@ -63,9 +63,50 @@ class Settings:
     max_attempts: int = 6
     workers: int = 8
     verbose: bool = False
+    # From the environment as other HTTP tools read it (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE).
+    proxy: str | None = field(default=None, repr=False)  # may hold credentials
+    ca_bundle: str | None = None
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def _proxy_for(base_url: str, env: Mapping[str, str]) -> str | None:
+    """The proxy for `base_url` by the usual variables: <scheme>_proxy or all_proxy (either
+    case), unless no_proxy names the host."""
+    from urllib.parse import urlsplit
+
+    def var(name: str) -> str | None:
+        return env.get(name) or env.get(name.upper()) or None
+
+    url = urlsplit(base_url)
+    proxy = var(f"{url.scheme}_proxy") or var("all_proxy")
+    if proxy and _no_proxy_matches((url.hostname or "").lower(), var("no_proxy") or ""):
+        return None
+    return proxy
+
+
+def _no_proxy_matches(host: str, no_proxy: str) -> bool:
+    """no_proxy as curl and requests read it: '*', host names (a leading dot optional, matching
+    subdomains too), IP addresses and CIDR networks, separated by commas."""
+    import ipaddress
+
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if "/" in entry:
+            try:
+                if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name = entry.lstrip(".").rsplit(":", 1)[0] if entry.count(":") == 1 else entry.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
 
 
 def _positive(env: Mapping[str, str], name: str, default: float, unit: str) -> float:
@@ -171,4 +212,6 @@ def resolve_settings(
         datasets=tuple(d for d in DATASETS if d in chosen),
         read_timeout=read_timeout,
         verbose=verbose,
+        proxy=_proxy_for(base_url, env),
+        ca_bundle=env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or None,
     )

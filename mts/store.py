@@ -173,7 +173,7 @@ class Store:
             path = self.layout.series_file(key, year) if key else self.layout.markets_file(year)
             existing = self._existing(path, dataset)
             merged = sort_dedupe(pl.concat([existing, part]), dataset)
-            if not merged.equals(existing):
+            if merged.height != existing.height or not merged.equals(existing):
                 changed.append((year, path, merged, existing.height))
         for i, (year, path, merged, had) in enumerate(changed):
             claim = span if i == len(changed) - 1 else _until_year_end(span, year)

@@ -59,3 +59,29 @@ def test_no_proxy_bypasses_it(env, emulator, proxy):
     )
     assert proc.returncode == 0, proc.stderr
     assert seen == [] and len(emulator.requests()) > 0
+
+
+_IP10, _IP11 = "https://10.1.2.3/api/v3", "https://11.1.2.3/api/v3"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, None),
+        ({"HTTPS_PROXY": "http://p:3128"}, "http://p:3128"),
+        ({"https_proxy": "http://lower:1"}, "http://lower:1"),
+        ({"HTTP_PROXY": "http://p:3128"}, None),  # the API is https: http_proxy does not apply
+        ({"ALL_PROXY": "http://all:1"}, "http://all:1"),
+        ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "coingecko.com"}, None),
+        ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "example.org"}, "http://p:3128"),
+        ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": ".api.coingecko.com"}, None),
+        ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "*"}, None),
+        ({"HTTPS_PROXY": "http://p:3128", "COINGECKO_BASE_URL": _IP10, "NO_PROXY": "10.0.0.0/8"}, None),
+        ({"HTTPS_PROXY": "http://p:3128", "COINGECKO_BASE_URL": _IP11, "NO_PROXY": "10.0.0.0/8"}, "http://p:3128"),
+    ],
+)
+def test_the_proxy_is_resolved_once_from_the_environment(env, expected):
+    from mts.settings import resolve_settings
+
+    assert resolve_settings(env).proxy == expected
+    assert "p:3128" not in repr(resolve_settings(env))
