@@ -18,6 +18,13 @@ from .errors import CorruptFileError, StorageError
 from .layout import Layout, SeriesKey
 from .transforms import sort_dedupe
 
+# polars' Parquet reader decodes many row groups ahead of a streaming sink: all 53 of a
+# December markets file, 2.6 M rows in memory, the very thing streaming it is meant to avoid
+# (peak RSS 420 MB; 150 MB with one ahead, in the same 2.2 s: bench/markets_growth.py).
+# mts's other files hold one row group each. Set here, at import, before any thread runs
+# (setenv is not thread-safe), and only if the user has not chosen a value.
+os.environ.setdefault("POLARS_ROW_GROUP_PREFETCH_SIZE", "1")
+
 log = logging.getLogger(__name__)
 
 _CSV_TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.3fZ"
@@ -49,16 +56,18 @@ def read_file(path: Path, dataset: str, fmt: str) -> pl.DataFrame:
 SPAN_KEY = "mts.span"
 
 
-def write_file(df: pl.DataFrame, path: Path, fmt: str, span: tuple[int, int] | None = None) -> None:
+def write_file(
+    df: pl.DataFrame, path: Path, fmt: str, span: tuple[int, int] | None = None, level: int = 3
+) -> None:
     """Atomically replace `path` with `df`. A Parquet file also carries the span of its series
     that was covered when it was written, so data and coverage land in one atomic step."""
 
     def _write(tmp: Path) -> None:
         if fmt == "parquet":
-            # zstd: the best size/speed trade-off for float series; statistics let readers
-            # skip row groups by timestamp.
+            # zstd: the best size/speed trade-off for float series (level: schemas.ZSTD_LEVEL);
+            # statistics let readers skip row groups by timestamp.
             meta = {SPAN_KEY: f"{span[0]},{span[1]}"} if span else None
-            df.write_parquet(tmp, compression="zstd", compression_level=3, statistics=True, metadata=meta)
+            df.write_parquet(tmp, compression="zstd", compression_level=level, statistics=True, metadata=meta)
         else:
             df.write_csv(tmp, datetime_format=_CSV_TS_FORMAT)
 
@@ -167,6 +176,13 @@ class Store:
             return result
         rows = rows.select(list(schemas.SCHEMAS[dataset]))
         years = rows["timestamp"].dt.year()
+        if key is None and self.layout.fmt == "parquet" and years.n_unique() == 1:
+            path = self.layout.markets_file(years[0])
+            appended = _append_if_newer(path, sort_dedupe(rows, dataset))
+            if appended:
+                result.rows_added = appended
+                result.written.append((path, None))
+                return result
         changed = []
         for year in years.unique().sort().to_list():
             part = rows.filter(years == year)
@@ -177,7 +193,7 @@ class Store:
                 changed.append((year, path, merged, existing.height))
         for i, (year, path, merged, had) in enumerate(changed):
             claim = span if i == len(changed) - 1 else _until_year_end(span, year)
-            write_file(merged, path, self.layout.fmt, claim)
+            write_file(merged, path, self.layout.fmt, claim, level=schemas.ZSTD_LEVEL[dataset])
             self._remember(path, merged)
             result.rows_added += merged.height - had
             result.written.append((path, claim))
@@ -190,3 +206,38 @@ def _until_year_end(span: tuple[int, int] | None, year: int) -> tuple[int, int] 
         return None
     end = int(dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
     return (span[0], min(span[1], end)) if span[0] < end else None
+
+
+# A markets year file gains every hourly snapshot of the universe (300 rows an hour at 300
+# assets, 2.6 M by December) and SPEC keeps it one file. Read, sorted and rewritten in memory,
+# each hour's merge would hold the whole year at once; a snapshot newer than every stored row
+# is instead streamed onto the end of the file (bench/markets_growth.py measures both).
+_APPEND_ROW_GROUP = 50_000
+
+
+def _append_if_newer(path: Path, rows: pl.DataFrame) -> int:
+    """Rewrite `path` as its rows followed by `rows` (sorted, deduplicated) with polars'
+    streaming engine, when every new row is later than every stored one, so the result is
+    still sorted by the key. Returns the rows added, or 0 when the ordinary merge should run."""
+    try:
+        if not path.is_file() or dict(pl.read_parquet_schema(path)) != schemas.SCHEMAS["markets"]:
+            return 0
+        ts = pl.col("timestamp")
+        sorted_by_time = (ts.dt.epoch("ms").diff().fill_null(0) >= 0).all().alias("sorted_by_time")
+        newest, in_order = pl.scan_parquet(path).select(ts.max(), sorted_by_time).collect().row(0)
+    except (OSError, pl.exceptions.PolarsError):
+        return 0  # the ordinary merge reads it and sets it aside if it is corrupt
+    # in_order: written time-major (older versions sorted markets by asset first; the ordinary
+    # merge rewrites such a file in the new order once).
+    if not in_order or newest is None or rows["timestamp"].min() <= newest:
+        return 0
+    combined = pl.concat([pl.scan_parquet(path), rows.lazy().cast(pl.Schema(schemas.MARKETS))])
+
+    def _write(tmp: Path) -> None:
+        combined.sink_parquet(
+            tmp, compression="zstd", compression_level=schemas.ZSTD_LEVEL["markets"], statistics=True,
+            row_group_size=_APPEND_ROW_GROUP,
+        )
+
+    write_atomic(path, _write)
+    return rows.height
