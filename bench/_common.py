@@ -1,13 +1,17 @@
 """Shared bench plumbing: an emulator in its own process, mts runs measured as child processes.
 
 CPU and peak RSS come from the kernel's accounting of the child alone (os.wait4), so neither
-the emulator (another process) nor this driver is counted.
+the emulator (another process) nor this driver is counted. One catch: Linux carries the
+spawning process's RSS high-water mark over exec into the child's figure, so a driver must keep
+big data out of its own process (build it in a child) or the child's peak RSS reads as the
+driver's. `Usage.line` flags a figure that may be the driver's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -25,6 +29,7 @@ PY = sys.executable
 # A fixed instant mid-hour, as in the tests: runs are reproducible and never race the hour.
 NOW = datetime(2026, 11, 20, 12, 34, 56, tzinfo=UTC)
 FAST = "100000000"  # calls/min: no client-side pacing
+YEAR_START_MS = int(datetime(NOW.year, 1, 1, tzinfo=UTC).timestamp() * 1000)
 
 
 @dataclass
@@ -39,19 +44,27 @@ class Usage:
     rc: int
     stdout: str = ""
     stderr: str = ""
+    driver_rss_mb: float = 0.0  # this process's peak RSS when the child was spawned
 
     def line(self, label: str, rows: int | None = None) -> str:
         rate = f"  {rows / self.wall:>12,.0f} rows/s" if rows else ""
         return (
             f"{label:<28} cpu {self.cpu:7.2f} s (user {self.user:6.2f} sys {self.sys:5.2f})"
-            f"  wall {self.wall:7.2f} s  peak RSS {self.rss_mb:6.1f} MB{rate}"
+            f"  wall {self.wall:7.2f} s  peak RSS {self.rss_mb:6.1f} MB{rate}{self.rss_caveat}"
         )
+
+    @property
+    def rss_caveat(self) -> str:
+        if self.rss_mb > self.driver_rss_mb * 1.05:
+            return ""
+        return f"  (peak RSS not the child's own: the driver's was {self.driver_rss_mb:.0f} MB)"
 
 
 def run_measured(args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> Usage:
     """Run `args` as a child and return its own rusage (not the emulator's, not ours)."""
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
+    driver_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=err)
     _, status, ru = os.wait4(proc.pid, 0)
@@ -63,6 +76,7 @@ def run_measured(args: list[str], env: dict[str, str] | None = None, cwd: Path =
         cpu=ru.ru_utime + ru.ru_stime, user=ru.ru_utime, sys=ru.ru_stime, wall=wall,
         rss_mb=ru.ru_maxrss / 1024, rc=proc.returncode,
         stdout=out.read().decode(errors="replace"), stderr=err.read().decode(errors="replace"),
+        driver_rss_mb=driver_rss,
     )
 
 
@@ -193,3 +207,68 @@ def count_rows(data: Path) -> int:
 
     glob = str(data / "market_chart" / "**" / "*.parquet")
     return pl.scan_parquet(glob, hive_partitioning=True).select(pl.len()).collect().item()
+
+
+# Fields of /coins/markets that stay put hour to hour for a coin (they still vary by coin).
+STEADY = {"circulating_supply", "total_supply", "max_supply", "ath", "atl"}
+
+
+def synthetic_markets(start_ms: int, hours: int, assets: int):
+    """`hours` hourly snapshots of `assets` coins from `start_ms` on, sorted as mts keeps them. Prices and the
+    fields derived from them get independent noise every hour (so they compress as badly as
+    real prices do); supply and all-time extremes are fixed per coin, as they mostly are."""
+    import polars as pl
+
+    from mts import schemas
+
+    i = pl.int_range(0, hours * assets, eager=True)
+    hour, asset = i // assets, i % assets
+    at = (hour * 3_600_000 + start_ms).cast(schemas.TS)
+    names = asset.cast(pl.String)
+    columns = {}
+    for k, (name, dtype) in enumerate(schemas.MARKETS.items()):
+        noise = (i.hash(k) % 1_000_000).cast(pl.Float64) / 1_000_000
+        if name == "timestamp":
+            columns[name] = at
+        elif dtype == pl.String:
+            columns[name] = name + "-" + names
+        elif name in STEADY or dtype.is_integer():
+            columns[name] = ((asset + 1) * 1_000 + k).cast(dtype)
+        elif dtype == pl.Float64:
+            columns[name] = (asset + 1).cast(pl.Float64) * (1 + noise)
+        else:  # last_updated: a few minutes into the hour
+            columns[name] = (at.dt.epoch("ms") + (noise * 300_000).cast(pl.Int64)).cast(dtype)
+    return pl.DataFrame(columns).sort(schemas.KEYS["markets"])
+
+
+def seed_markets(data: Path, assets: int) -> int:
+    """Fill the markets year file of a collected folder with the hourly snapshots cron would
+    have stored since January 1 (synthetic, see synthetic_markets), in a child process so this
+    driver's RSS stays small. Returns the rows the file holds afterwards."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from _common import _seed_markets; "
+        "print(_seed_markets(sys.argv[2], int(sys.argv[3])))"
+    )
+    proc = subprocess.run([PY, "-c", code, str(Path(__file__).parent), str(data), str(assets)],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"seeding the markets file failed: {proc.stderr[-2000:]}")
+    return int(proc.stdout.split()[-1])
+
+
+def _seed_markets(data: str, assets: int) -> int:
+    import polars as pl
+
+    from mts import schemas, store
+    from mts.layout import Layout
+
+    path = Layout(Path(data)).markets_file(NOW.year)
+    stored = pl.read_parquet(path)
+    first_ms = int(stored["timestamp"].min().timestamp() * 1000)
+    hours = (first_ms - YEAR_START_MS) // 3_600_000
+    history = synthetic_markets(YEAR_START_MS, hours, assets)
+    year = pl.concat([history, stored.select(list(schemas.MARKETS))]).sort(schemas.KEYS["markets"])
+    # Laid out as the streaming append leaves it (its row group size).
+    year.write_parquet(path, compression="zstd", compression_level=schemas.ZSTD_LEVEL["markets"], statistics=True,
+                       row_group_size=store._APPEND_ROW_GROUP)
+    return year.height

@@ -3,7 +3,8 @@
     .venv/bin/python bench/incremental.py            # 300 assets, 365 days already stored
     .venv/bin/python bench/incremental.py --small    # CI smoke form
 
-A backfill fills the folder (not measured), one hourly run primes the per-run series (the
+A backfill fills the folder (not measured), the markets year file gets the snapshots an hourly
+cron would have stored since January 1 (synthetic values), one hourly run primes the per-run series (the
 30-minute candles of `--days 1`), then the emulator's clock moves one more hour and the measured
 run is `mts collect --top N` exactly as cron would start it. The emulator runs in its own process
 with no latency; its own CPU during the run is read from /proc and reported beside the client's,
@@ -18,7 +19,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import NOW, EmulatorProcess, common_args, later, mts_cmd, run_measured, workdir  # noqa: E402
+from _common import (  # noqa: E402
+    NOW,
+    EmulatorProcess,
+    common_args,
+    later,
+    mts_cmd,
+    run_measured,
+    seed_markets,
+    workdir,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         if fill.rc != 0:
             raise SystemExit(f"backfill exited {fill.rc}: {fill.stderr[-2000:]}")
         print(fill.line("backfill (not the target)"))
+        # A folder cron has kept all year also holds an hourly markets snapshot since January
+        # 1, and every hourly run rewrites that file: the backfill alone stores only one.
+        rows = seed_markets(data, args.assets)
+        print(f"markets year file seeded with the snapshots since {NOW.year}-01-01: {rows:,} rows")
         for h in range(1, args.runs + 2):
             now = later(h, NOW)
             emu.set_clock(now)

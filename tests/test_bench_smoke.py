@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["incremental", "memory", "query"]  # backfill and size have their own tests below
+SCRIPTS = ["incremental", "memory", "query", "markets_growth"]  # backfill and size have their own tests below
 
 
 def run_bench(name: str, tmp_path: Path) -> str:

@@ -1,0 +1,128 @@
+"""Markets growth benchmark: what adding one hourly snapshot costs as the markets year file fills.
+
+SPEC keeps one markets file per year and every hourly run adds the universe's snapshot to it
+(300 rows an hour at 300 assets, 2.6 M rows by December). For each fill level this builds the
+year file, then merges one newer snapshot in a fresh process twice, side by side: the way
+`Store.merge` does it (streamed through polars' streaming engine) and the in-memory
+read-sort-rewrite it falls back to. CPU, wall and peak RSS are the merging process's own.
+
+    .venv/bin/python bench/markets_growth.py            # 300 assets; 1, 6 and 12 months
+    .venv/bin/python bench/markets_growth.py --small    # CI smoke form
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import PY, YEAR_START_MS, fresh_dir, ratio, run_measured, synthetic_markets, workdir  # noqa: E402
+
+from mts.layout import Layout  # noqa: E402  (imports neither polars nor pyarrow)
+
+# Runs in the child: merge the snapshot in `new` into the data folder, as an hourly run does.
+MERGE = """
+import sys
+from pathlib import Path
+import polars as pl
+from mts import store
+from mts.layout import Layout
+data, new, mode = sys.argv[1:4]
+if mode == "rewrite":
+    store._append_if_newer = lambda path, rows: 0  # the in-memory read-sort-rewrite
+result = store.Store(Layout(Path(data))).merge(None, "markets", pl.read_parquet(new))
+assert result.rows_added > 0, result
+"""
+
+
+def build(work: Path, hours: int, assets: int) -> None:
+    """Child role: the year file of `hours` snapshots and the next hour's snapshot."""
+    import polars as pl
+
+    from mts import schemas, store
+
+    stored = synthetic_markets(YEAR_START_MS, hours + 1, assets)
+    last = stored["timestamp"].max()
+    stored.filter(pl.col("timestamp") == last).write_parquet(work / "snapshot.parquet")
+    # Laid out as a file the append path has written before (its row group size): the state
+    # of the file every hour. Both modes start from these bytes.
+    stored.filter(pl.col("timestamp") < last).write_parquet(
+        work / "seed.parquet", compression="zstd", compression_level=schemas.ZSTD_LEVEL["markets"], statistics=True,
+        row_group_size=store._APPEND_ROW_GROUP,
+    )
+
+
+def check(path: Path) -> None:
+    """Child role: print the file's rows and whether its timestamps are in order."""
+    import polars as pl
+
+    n, in_order = pl.scan_parquet(path).select(pl.len(), pl.col("timestamp").is_sorted()).collect().row(0)
+    print(n, in_order)
+
+
+def parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq  # footer only: the driver must stay small (see _common)
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def measure(work: Path, hours: int, assets: int) -> dict[str, object]:
+    """Build a year file of `hours` snapshots, then merge one more in each mode. Everything
+    that holds the data runs in a child, so the driver's RSS stays below what it measures."""
+    built = run_measured([PY, __file__, "_build", str(work), str(hours), str(assets)])
+    if built.rc != 0:
+        raise SystemExit(f"build failed: {built.stderr[-2000:]}")
+    seed, new = work / "seed.parquet", work / "snapshot.parquet"
+    expected = parquet_rows(seed) + parquet_rows(new)
+    figures: dict[str, object] = {"rows": parquet_rows(seed), "mb": seed.stat().st_size / 1e6}
+    for mode in ("append", "rewrite"):
+        data = fresh_dir(work / mode)
+        target = Layout(data).markets_file(2026)
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(seed, target)
+        usage = run_measured([PY, "-c", MERGE, str(data), str(new), mode])
+        if usage.rc != 0:
+            raise SystemExit(f"merge ({mode}) exited {usage.rc}: {usage.stderr[-2000:]}")
+        got = subprocess.run([PY, __file__, "_check", str(target)], capture_output=True, text=True, check=True)
+        if got.stdout.split() != [str(expected), "True"]:
+            raise SystemExit(f"merge ({mode}) left {got.stdout.strip()} (rows, sorted); expected {expected} rows")
+        figures[mode] = usage
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_build":  # child roles
+        build(Path(argv[1]), int(argv[2]), int(argv[3]))
+        return 0
+    if argv and argv[0] == "_check":
+        check(Path(argv[1]))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--assets", type=int, default=300, help="universe size (default 300)")
+    p.add_argument("--months", type=int, nargs="+", default=[1, 6, 12], help="fill levels (default 1 6 12)")
+    p.add_argument("--small", action="store_true", help="tiny sizes, for the CI smoke test")
+    p.add_argument("--workdir", default=None, help="scratch folder (default $TMPDIR/mts-bench)")
+    args = p.parse_args(argv)
+    if args.small:
+        args.assets, args.months = 30, [1]
+    work = workdir(args.workdir, "markets_growth")
+    print(f"markets_growth: one hourly snapshot of {args.assets} assets merged into the markets year file")
+    for months in args.months:
+        hours = min(months * 730, 8759)  # the new snapshot still in the same year
+        f = measure(work, hours, args.assets)
+        append, rewrite = f["append"], f["rewrite"]
+        print(f"after {months:>2} months ({f['rows']:,} rows, {f['mb']:.1f} MB file):")
+        print("  " + append.line("merge (append path)"))
+        print("  " + rewrite.line("merge (full rewrite)"))
+        print(f"  ratio rewrite/append  wall {ratio(rewrite.wall, append.wall)}"
+              f"  peak RSS {ratio(rewrite.rss_mb, append.rss_mb)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
