@@ -12,10 +12,11 @@ from pathlib import Path
 
 import polars as pl
 
-from . import schemas
+from . import parquet_append, schemas
 from .atomic import write_atomic
 from .errors import CorruptFileError, StorageError
 from .layout import Layout, SeriesKey
+from .parquet_append import FooterError
 from .transforms import sort_dedupe
 
 # polars' Parquet reader decodes many row groups ahead of a streaming sink: all 53 of a
@@ -209,16 +210,19 @@ def _until_year_end(span: tuple[int, int] | None, year: int) -> tuple[int, int] 
 
 
 # A markets year file gains every hourly snapshot of the universe (300 rows an hour at 300
-# assets, 2.6 M by December) and SPEC keeps it one file. Read, sorted and rewritten in memory,
-# each hour's merge would hold the whole year at once; a snapshot newer than every stored row
-# is instead streamed onto the end of the file (bench/markets_growth.py measures both).
+# assets, 2.6 M by December) and SPEC keeps it one file. Rewritten whole each hour it costs more
+# every month; so a snapshot newer than every stored row (every hourly one) is appended as one
+# more row group, the stored ones copied byte for byte (mts/parquet_append.py). Small row groups
+# slow readers and grow the footer, so once a day's worth have piled up the file is rewritten
+# into row groups of _APPEND_ROW_GROUP rows, streamed by polars (bench/markets_growth.py).
 _APPEND_ROW_GROUP = 50_000
+_MAX_SMALL_ROW_GROUPS = 24
 
 
 def _append_if_newer(path: Path, rows: pl.DataFrame) -> int:
-    """Rewrite `path` as its rows followed by `rows` (sorted, deduplicated) with polars'
-    streaming engine, when every new row is later than every stored one, so the result is
-    still sorted by the key. Returns the rows added, or 0 when the ordinary merge should run."""
+    """Add `rows` (sorted, deduplicated) to the end of the markets file `path` when every one
+    is later than every stored row, so the file stays sorted by the key. Returns the rows
+    added, or 0 when the ordinary merge should run."""
     try:
         if not path.is_file() or dict(pl.read_parquet_schema(path)) != schemas.SCHEMAS["markets"]:
             return 0
@@ -231,13 +235,60 @@ def _append_if_newer(path: Path, rows: pl.DataFrame) -> int:
     # merge rewrites such a file in the new order once).
     if not in_order or newest is None or rows["timestamp"].min() <= newest:
         return 0
-    combined = pl.concat([pl.scan_parquet(path), rows.lazy().cast(pl.Schema(schemas.MARKETS))])
+    rows = rows.cast(pl.Schema(schemas.MARKETS))
+    if _small_row_groups(path) < _MAX_SMALL_ROW_GROUPS:
+        try:
+            write_atomic(path, lambda tmp: _write_appended(path, rows, tmp))
+            return rows.height
+        except FooterError as exc:
+            log.warning("%s: could not append a row group (%s); rewriting the file instead", path, exc)
+    combined = pl.concat([pl.scan_parquet(path), rows.lazy()])
 
-    def _write(tmp: Path) -> None:
+    def _write_streamed(tmp: Path) -> None:
         combined.sink_parquet(
             tmp, compression="zstd", compression_level=schemas.ZSTD_LEVEL["markets"], statistics=True,
             row_group_size=_APPEND_ROW_GROUP,
         )
 
-    write_atomic(path, _write)
+    write_atomic(path, _write_streamed)
     return rows.height
+
+
+def _small_row_groups(path: Path) -> int:
+    """How many row groups at the end of `path` hold fewer than _APPEND_ROW_GROUP rows."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(path)
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    small = 0
+    for n in reversed(sizes):
+        if n >= _APPEND_ROW_GROUP:
+            break
+        small += 1
+    return small
+
+
+def _write_appended(path: Path, rows: pl.DataFrame, tmp: Path) -> None:
+    """`path` plus `rows` as one more row group, at `tmp`, read back before it is trusted.
+    A failure of the disk stays an OSError (the run's StorageError); anything else is a
+    FooterError, and the caller rewrites the file instead."""
+    import pyarrow.parquet as pq
+
+    try:
+        stored = pq.read_metadata(path).num_rows
+        table = rows.to_arrow().cast(pq.read_schema(path))
+        parquet_append.append_row_group(
+            path, table, tmp, compression="zstd", compression_level=schemas.ZSTD_LEVEL["markets"]
+        )
+        written = pq.ParquetFile(tmp)
+        last = written.read_row_group(written.num_row_groups - 1)
+        if written.metadata.num_rows != stored + rows.height or not pl.DataFrame(last).equals(rows):
+            raise FooterError("the appended rows do not read back")
+    except FooterError:
+        raise
+    except OSError as exc:
+        if exc.errno is not None:
+            raise  # the disk's (ENOSPC, EIO): no other way of writing would fare better
+        raise FooterError(str(exc)) from exc  # pyarrow's errors carry no errno
+    except Exception as exc:
+        raise FooterError(f"{type(exc).__name__}: {exc}") from exc
