@@ -2,9 +2,11 @@
 
 SPEC keeps one markets file per year and every hourly run adds the universe's snapshot to it
 (300 rows an hour at 300 assets, 2.6 M rows by December). For each fill level this builds the
-year file, then merges one newer snapshot in a fresh process twice, side by side: the way
-`Store.merge` does it (streamed through polars' streaming engine) and the in-memory
-read-sort-rewrite it falls back to. CPU, wall and peak RSS are the merging process's own.
+year file, then merges one newer snapshot in a fresh process three ways, side by side: as
+`Store.merge` does it every hour (one more row group, the stored bytes copied), as it does once
+a day's worth of small row groups piled up (a compacting rewrite streamed by polars), and the
+in-memory read-sort-rewrite of the ordinary merge. CPU, wall and peak RSS are the merging
+process's own.
 
     .venv/bin/python bench/markets_growth.py            # 300 assets; 1, 6 and 12 months
     .venv/bin/python bench/markets_growth.py --small    # CI smoke form
@@ -32,11 +34,17 @@ import polars as pl
 from mts import store
 from mts.layout import Layout
 data, new, mode = sys.argv[1:4]
-if mode == "rewrite":
+if mode == "compact":
+    store._small_row_groups = lambda path: store._MAX_SMALL_ROW_GROUPS
+elif mode == "rewrite":
     store._append_if_newer = lambda path, rows: 0  # the in-memory read-sort-rewrite
 result = store.Store(Layout(Path(data))).merge(None, "markets", pl.read_parquet(new))
 assert result.rows_added > 0, result
 """
+
+
+MODES = {"append": "hourly: one more row group", "compact": "daily: compacting rewrite",
+         "rewrite": "in-memory rewrite (before)"}
 
 
 def build(work: Path, hours: int, assets: int) -> None:
@@ -79,7 +87,7 @@ def measure(work: Path, hours: int, assets: int) -> dict[str, object]:
     seed, new = work / "seed.parquet", work / "snapshot.parquet"
     expected = parquet_rows(seed) + parquet_rows(new)
     figures: dict[str, object] = {"rows": parquet_rows(seed), "mb": seed.stat().st_size / 1e6}
-    for mode in ("append", "rewrite"):
+    for mode in MODES:
         data = fresh_dir(work / mode)
         target = Layout(data).markets_file(2026)
         target.parent.mkdir(parents=True)
@@ -115,12 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     for months in args.months:
         hours = min(months * 730, 8759)  # the new snapshot still in the same year
         f = measure(work, hours, args.assets)
-        append, rewrite = f["append"], f["rewrite"]
         print(f"after {months:>2} months ({f['rows']:,} rows, {f['mb']:.1f} MB file):")
-        print("  " + append.line("merge (append path)"))
-        print("  " + rewrite.line("merge (full rewrite)"))
+        for mode, label in MODES.items():
+            print("  " + f[mode].line(label))
+        append, compact, rewrite = f["append"], f["compact"], f["rewrite"]
         print(f"  ratio rewrite/append  wall {ratio(rewrite.wall, append.wall)}"
-              f"  peak RSS {ratio(rewrite.rss_mb, append.rss_mb)}")
+              f"  peak RSS {ratio(rewrite.rss_mb, append.rss_mb)};"
+              f"  rewrite/compact  wall {ratio(rewrite.wall, compact.wall)}")
     return 0
 
 
