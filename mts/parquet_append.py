@@ -5,7 +5,7 @@ points at them by byte offset. Appending is: the old chunks, unchanged; the new 
 chunks; one footer listing both. pyarrow writes the new row group (to a buffer, where its
 offsets count from 0) and combines footers (`FileMetaData.append_row_groups`, which also checks
 that the schemas match); the one thing neither pyarrow nor polars offers is moving a row group's
-offsets to where its bytes land, so `_shift_offsets` re-encodes that footer with every file
+offsets to where its bytes land, so `shift_footer` re-encodes that footer with every file
 offset in it moved. The caller writes the result to a temporary file and renames it over the old
 one, as every write in mts does, and reads the appended rows back before trusting it.
 
