@@ -453,9 +453,11 @@ class Collector:
         valid, rejects = apply_rules(samples, market_chart_rules(plan.window_start, now_ms, now_ms, per="asset_id"))
         self._quarantine("market_chart", "1h", None, rejects)
         result.quarantined += rejects.height
+        # Stamped with their hour once for all assets; each merge picks its hour's winner.
+        rows = tf.hourly_rows(valid).with_columns(asset_id=valid["asset_id"])
         return {
-            asset_id: tf.bucket_hourly(part.drop("asset_id"))
-            for (asset_id,), part in valid.partition_by("asset_id", as_dict=True).items()
+            asset_id: part
+            for (asset_id,), part in rows.partition_by("asset_id", as_dict=True, include_key=False).items()
         }
 
     def _store_batch(self, batch: _Batch, outcome: AssetOutcome) -> None:
