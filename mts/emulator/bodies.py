@@ -1,6 +1,6 @@
 """Response bodies CoinGecko really sends, copied from recordings and public reports.
 
-Sources: /work/shared/fixtures/coingecko/error_bodies_observed.txt. Where a report truncated a
+Sources: tests/fixtures/coingecko/error_bodies_observed.txt (real recorded bodies). Where a report truncated a
 message, the rest is completed in the same style and noted below.
 """
 
