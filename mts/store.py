@@ -57,18 +57,19 @@ def read_file(path: Path, dataset: str, fmt: str) -> pl.DataFrame:
 SPAN_KEY = "mts.span"
 
 
-def write_file(
-    df: pl.DataFrame, path: Path, fmt: str, span: tuple[int, int] | None = None, level: int = 3
-) -> None:
-    """Atomically replace `path` with `df`. A Parquet file also carries the span of its series
-    that was covered when it was written, so data and coverage land in one atomic step."""
+def write_file(df: pl.DataFrame, path: Path, fmt: str, dataset: str, span: tuple[int, int] | None = None) -> None:
+    """Atomically replace `path`, a file of `dataset`, with `df`. A Parquet file also carries the
+    span of its series that was covered when it was written, so data and coverage land in one
+    atomic step."""
 
     def _write(tmp: Path) -> None:
         if fmt == "parquet":
-            # zstd: the best size/speed trade-off for float series (level: schemas.ZSTD_LEVEL);
-            # statistics let readers skip row groups by timestamp.
+            # zstd: the best size/speed trade-off for float series (its level per dataset:
+            # schemas.ZSTD_LEVEL); statistics let readers skip row groups by timestamp.
             meta = {SPAN_KEY: f"{span[0]},{span[1]}"} if span else None
-            df.write_parquet(tmp, compression="zstd", compression_level=level, statistics=True, metadata=meta)
+            df.write_parquet(
+                tmp, compression="zstd", compression_level=schemas.ZSTD_LEVEL[dataset], statistics=True, metadata=meta
+            )
         else:
             df.write_csv(tmp, datetime_format=_CSV_TS_FORMAT)
 
@@ -194,7 +195,7 @@ class Store:
                 changed.append((year, path, merged, existing.height))
         for i, (year, path, merged, had) in enumerate(changed):
             claim = span if i == len(changed) - 1 else _until_year_end(span, year)
-            write_file(merged, path, self.layout.fmt, claim, level=schemas.ZSTD_LEVEL[dataset])
+            write_file(merged, path, self.layout.fmt, dataset, claim)
             self._remember(path, merged)
             result.rows_added += merged.height - had
             result.written.append((path, claim))

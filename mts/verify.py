@@ -387,7 +387,7 @@ def rewrite_files(layout: Layout, problems: list[Problem]) -> list[str]:
             written.add(path)
             if path.exists() and store_mod.read_file(path, dataset, layout.fmt).equals(part):
                 continue
-            _write(part, path, layout.fmt, span)
+            store_mod.write_file(part, path, layout.fmt, dataset, span)
         for _, path in files:  # data first: a year file left empty goes only once the rows are home
             if path not in written:
                 path.unlink()
@@ -516,13 +516,6 @@ def _union(a: tuple[int, int] | None, b: tuple[int, int] | None) -> tuple[int, i
     if a is None or b is None:
         return a or b
     return min(a[0], b[0]), max(a[1], b[1])
-
-
-def _write(df: pl.DataFrame, path: Path, fmt: str, span: tuple[int, int] | None) -> None:
-    if span is not None:
-        store_mod.write_file(df, path, fmt, span)  # type: ignore[call-arg]
-    else:
-        store_mod.write_file(df, path, fmt)
 
 
 def _rel(layout: Layout, path: Path) -> str:
