@@ -48,7 +48,7 @@ from .ratelimit import RateLimiter
 from .schemas import first_last_ms
 from .settings import Settings
 from .stats import RunStats
-from .store import Store, set_aside
+from .store import MergeResult, Store, set_aside
 from .universe import fetch_snapshot
 from .universe import snapshot_hours as snap_hours
 from .validate import apply_rules, market_chart_rules, ohlc_rules
@@ -465,14 +465,8 @@ class Collector:
         if batch.empty():
             return
         rows, spans = batch.take()
-        footer = self.checkpoint.span(batch.key)
-        for span in spans:
-            footer = span if footer is None or _disjoint(footer, span) else footer.union(span)
-        merged = self.store.merge(batch.key, "market_chart", rows, (footer.start, footer.end) if footer else None)
-        for path, claim in merged.written:
-            self.checkpoint.note_file(path, claim)
-        outcome.rows += merged.rows_added
-        outcome.files_written += merged.files_written
+        merged = self.store.merge(batch.key, "market_chart", rows, self._next_span(batch.key, spans))
+        self._record(merged, outcome)
         for span in spans:
             self._extend(batch.key, span)
 
@@ -491,11 +485,8 @@ class Collector:
             return
         first, last = first_last_ms(rows["timestamp"])
         span = Span(min(first, call.need_from), last + length)
-        merged = self.store.merge(key, "ohlc", rows, self._next_span(key, span))
-        for path, claim in merged.written:
-            self.checkpoint.note_file(path, claim)
-        outcome.rows += merged.rows_added
-        outcome.files_written += merged.files_written
+        merged = self.store.merge(key, "ohlc", rows, self._next_span(key, [span]))
+        self._record(merged, outcome)
         self._extend(key, span)
 
     def _parse(self, parser, payload, asset_id: str) -> pl.DataFrame:
@@ -504,13 +495,20 @@ class Collector:
         except ValueError as exc:
             raise SkipAsset(f"{asset_id}: unusable answer ({exc})") from None
 
-    def _next_span(self, key: SeriesKey, span: Span | None) -> tuple[int, int] | None:
-        """The series' span once `span` is added: what the data file records about itself."""
-        old = self.checkpoint.span(key)
-        if span is None:
-            return (old.start, old.end) if old else None
-        new = span if old is None or _disjoint(old, span) else old.union(span)
-        return new.start, new.end
+    def _next_span(self, key: SeriesKey, spans: list[Span]) -> tuple[int, int] | None:
+        """The series' span once `spans` are added in order, as _extend will add them: what
+        the data file records about itself."""
+        grown = self.checkpoint.span(key)
+        for span in spans:
+            grown = span if grown is None or _disjoint(grown, span) else grown.union(span)
+        return (grown.start, grown.end) if grown else None
+
+    def _record(self, merged: MergeResult, outcome: AssetOutcome) -> None:
+        """What a merge wrote: file fingerprints for the checkpoint, counts for the summary."""
+        for path, claim in merged.written:
+            self.checkpoint.note_file(path, claim)
+        outcome.rows += merged.rows_added
+        outcome.files_written += merged.files_written
 
     def _extend(self, key: SeriesKey, span: Span) -> None:
         # Data first (already on disk), checkpoint second.
