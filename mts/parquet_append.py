@@ -16,6 +16,7 @@ Field ids: parquet-format's parquet.thrift.
 from __future__ import annotations
 
 import io
+import os
 import struct
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -206,7 +207,6 @@ def append_row_group(path: Path, table: Any, out: Path, **write_options: Any) ->
     with open(path, "rb") as src, open(out, "wb") as dst:
         size = src.seek(0, io.SEEK_END)
         data_end, _ = footer_bounds(src, size)
-        src.seek(0)
         _copy_range(src, dst, data_end)
         # The new chunks sit where the old footer began; in their own file they began after
         # its 4-byte magic.
@@ -226,8 +226,6 @@ def append_row_group(path: Path, table: Any, out: Path, **write_options: Any) ->
 def _copy_range(src: BinaryIO, dst: BinaryIO, length: int) -> None:
     """Copy the first `length` bytes of `src` to the start of `dst`, in the kernel where it can
     (a reflink on file systems that have them); leaves `dst` positioned at `length`."""
-    import os
-
     copied = 0
     try:
         while copied < length:
