@@ -132,3 +132,19 @@ def test_any_sequence_of_appends_reads_back_as_the_concatenation(tmp_path_factor
     want = pl.concat([pl.DataFrame(t) for t in expected])
     assert pl.read_parquet(path).equals(want)
     assert pq.read_metadata(path).num_row_groups == len(sizes)
+
+
+def test_without_copy_file_range_the_stored_bytes_are_copied_through_user_space(tmp_path, monkeypatch):
+    import errno
+
+    from mts import parquet_append
+
+    def unsupported(*args):
+        raise OSError(errno.EXDEV, "cross-device")
+
+    monkeypatch.setattr(parquet_append.os, "copy_file_range", unsupported)
+    src = tmp_path / "a.parquet"
+    src.write_bytes(parquet_bytes(sample(30)))
+    out = tmp_path / "b.parquet"
+    append_row_group(src, sample(5, offset=100), out)
+    assert pl.read_parquet(out).equals(pl.concat([pl.DataFrame(sample(30)), pl.DataFrame(sample(5, offset=100))]))
