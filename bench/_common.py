@@ -259,7 +259,7 @@ def seed_markets(data: Path, assets: int) -> int:
 def _seed_markets(data: str, assets: int) -> int:
     import polars as pl
 
-    from mts import schemas, store
+    from mts import schemas
     from mts.layout import Layout
 
     path = Layout(Path(data)).markets_file(NOW.year)
@@ -268,7 +268,16 @@ def _seed_markets(data: str, assets: int) -> int:
     hours = (first_ms - YEAR_START_MS) // 3_600_000
     history = synthetic_markets(YEAR_START_MS, hours, assets)
     year = pl.concat([history, stored.select(list(schemas.MARKETS))]).sort(schemas.KEYS["markets"])
-    # Laid out as the streaming append leaves it (its row group size).
-    year.write_parquet(path, compression="zstd", compression_level=schemas.ZSTD_LEVEL["markets"], statistics=True,
-                       row_group_size=store._APPEND_ROW_GROUP)
+    write_as_compacted(year, path)
     return year.height
+
+
+def write_as_compacted(markets, path: Path) -> None:
+    """Write a markets frame as mts's daily compaction leaves the year file (its codec, level
+    and row group size), the state the hourly append starts from."""
+    from mts import schemas, store
+
+    markets.write_parquet(
+        path, compression="zstd", compression_level=schemas.ZSTD_LEVEL["markets"], statistics=True,
+        row_group_size=store._APPEND_ROW_GROUP,
+    )

@@ -22,7 +22,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import PY, YEAR_START_MS, fresh_dir, ratio, run_measured, synthetic_markets, workdir  # noqa: E402
+from _common import (  # noqa: E402
+    PY,
+    YEAR_START_MS,
+    fresh_dir,
+    ratio,
+    run_measured,
+    synthetic_markets,
+    workdir,
+    write_as_compacted,
+)
 
 from mts.layout import Layout  # noqa: E402  (imports neither polars nor pyarrow)
 
@@ -51,17 +60,11 @@ def build(work: Path, hours: int, assets: int) -> None:
     """Child role: the year file of `hours` snapshots and the next hour's snapshot."""
     import polars as pl
 
-    from mts import schemas, store
-
     stored = synthetic_markets(YEAR_START_MS, hours + 1, assets)
     last = stored["timestamp"].max()
     stored.filter(pl.col("timestamp") == last).write_parquet(work / "snapshot.parquet")
-    # Laid out as a file the append path has written before (its row group size): the state
-    # of the file every hour. Both modes start from these bytes.
-    stored.filter(pl.col("timestamp") < last).write_parquet(
-        work / "seed.parquet", compression="zstd", compression_level=schemas.ZSTD_LEVEL["markets"], statistics=True,
-        row_group_size=store._APPEND_ROW_GROUP,
-    )
+    # Every mode starts from these bytes.
+    write_as_compacted(stored.filter(pl.col("timestamp") < last), work / "seed.parquet")
 
 
 def check(path: Path) -> None:
