@@ -276,7 +276,7 @@ class Collector:
                         batch = _Batch(SeriesKey("market_chart", "1h", call.asset_id))
                         got = self._fetch_range(call, outcome)
                         if got is not None:
-                            batch.add(*got)
+                            batch.add_samples(*got)
                             self._store_batch(batch, outcome)
                     else:
                         self._fetch_ohlc(call, outcome)
@@ -399,7 +399,7 @@ class Collector:
                     self._store_batch(batch, outcome)
                 got = self._fetch_range(call, outcome)
                 if got is not None:
-                    batch.add(*got)
+                    batch.add_samples(*got)
         except StorageError:
             raise
         except BaseException:
@@ -415,8 +415,9 @@ class Collector:
             raise Interrupted()
 
     def _fetch_range(self, call: RangeCall, outcome: AssetOutcome) -> tuple[pl.DataFrame, Span | None] | None:
-        """Fetch and validate one window: its rows and the span they cover (None when the
-        window lies beyond the history depth once clamped, so no call was made)."""
+        """Fetch one window: its raw samples, each tagged with the window asked and the time of
+        asking (_WINDOW_COLUMNS), and the span they cover (None when the window lies beyond the
+        history depth once clamped, so no call was made)."""
         start = call.start
         for _ in range(2):
             now_ms = _ms(self.clock())
@@ -434,13 +435,14 @@ class Collector:
         else:
             raise HistoryLimit(f"{call.asset_id}: window still beyond the history depth after clamping")
         samples = self._parse(tf.market_chart_samples, payload, call.asset_id)
-        valid, rejects = apply_rules(samples, market_chart_rules(start, call.end, now_ms))
-        self._quarantine("market_chart", "1h", call.asset_id, rejects)
-        outcome.quarantined += rejects.height
+        # Validated with the rest of the batch (_store_batch): each polars query costs ~0.1 ms
+        # whatever its size, and a backfill asset's five windows are then one query, not five.
+        window = samples.with_columns(
+            _from=pl.lit(start, pl.Int64), _to=pl.lit(call.end, pl.Int64), _now=pl.lit(now_ms, pl.Int64)
+        )
         # The current hour is never "covered": its sample may not be published yet.
         covered_end = min(call.end, now_ms - now_ms % HOUR)
-        # One row per hour is picked when the batch is merged (the same winner, one sort).
-        return tf.hourly_rows(valid), (Span(start, covered_end) if covered_end > start else None)
+        return window, (Span(start, covered_end) if covered_end > start else None)
 
     def _snapshot_rows(
         self, snapshot: pl.DataFrame, plan: CollectPlan, result: CollectResult
@@ -464,8 +466,14 @@ class Collector:
         """Store the held rows, each file recording the series' span with them, then the spans."""
         if batch.empty():
             return
-        rows, spans = batch.take()
-        merged = self.store.merge(batch.key, "market_chart", rows, self._next_span(batch.key, spans))
+        samples, rows, spans = batch.take()
+        if samples is not None:
+            valid, rejects = apply_rules(samples, _WINDOW_RULES)
+            self._quarantine("market_chart", "1h", batch.key.asset_id, rejects.drop(_WINDOW_COLUMNS))
+            outcome.quarantined += rejects.height
+            # One row per hour is picked when the batch is merged (the same winner, one sort).
+            rows.insert(0, tf.hourly_rows(valid))
+        merged = self.store.merge(batch.key, "market_chart", pl.concat(rows), self._next_span(batch.key, spans))
         self._record(merged, outcome)
         for span in spans:
             self._extend(batch.key, span)
@@ -569,19 +577,34 @@ CHECKPOINT_EVERY_S = 0.5
 HOLD_S = 1.0  # longest that answers in hand wait to be stored together
 
 
+_WINDOW_COLUMNS = ["_from", "_to", "_now"]
+# market_chart's rules with each row's own window and time of asking; a duplicate sample is one
+# repeated inside its own answer (windows may share their boundary sample).
+_WINDOW_RULES = market_chart_rules(pl.col("_from"), pl.col("_to"), pl.col("_now"), per=["_from", "_to"])
+
+
 class _Batch:
-    """Rows of one series fetched but not stored yet, and the spans they cover, in call order."""
+    """What one series fetched but did not store yet, in call order: raw samples still to be
+    validated (tagged with their window), rows ready to merge, and the spans they cover."""
 
     def __init__(self, key: SeriesKey):
         self.key = key
+        self._samples: list[pl.DataFrame] = []
         self._rows: list[pl.DataFrame] = []
         self._spans: list[Span] = []
         self._since: float | None = None
 
+    def add_samples(self, samples: pl.DataFrame, span: Span | None) -> None:
+        self._samples.append(samples)
+        self._cover(span)
+
     def add(self, rows: pl.DataFrame, span: Span | None) -> None:
+        self._rows.append(rows)
+        self._cover(span)
+
+    def _cover(self, span: Span | None) -> None:
         if self._since is None:
             self._since = time.monotonic()
-        self._rows.append(rows)
         if span is not None:
             self._spans.append(span)
 
@@ -591,10 +614,11 @@ class _Batch:
     def age(self) -> float:
         return 0.0 if self._since is None else time.monotonic() - self._since
 
-    def take(self) -> tuple[pl.DataFrame, list[Span]]:
-        rows, spans = pl.concat(self._rows), self._spans
-        self._rows, self._spans, self._since = [], [], None
-        return rows, spans
+    def take(self) -> tuple[pl.DataFrame | None, list[pl.DataFrame], list[Span]]:
+        samples = pl.concat(self._samples) if self._samples else None
+        taken = samples, self._rows, self._spans
+        self._samples, self._rows, self._spans, self._since = [], [], [], None
+        return taken
 
 
 def _disjoint(a: Span, b: Span) -> bool:

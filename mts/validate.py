@@ -25,8 +25,12 @@ def _numeric_types() -> Rule:
     return Rule("numeric_type", pl.col("type_error").is_null())
 
 
-def market_chart_rules(window_start_ms: int, window_end_ms: int, now_ms: int, per: str | None = None) -> list[Rule]:
-    """`per`: a column naming the series of each row, when one frame holds several."""
+def market_chart_rules(
+    window_start_ms: int | pl.Expr, window_end_ms: int | pl.Expr, now_ms: int | pl.Expr,
+    per: str | list[str] | None = None,
+) -> list[Rule]:
+    """Bounds are numbers, or expressions when each row carries its own. `per`: the column(s)
+    naming the answer each row came from, when one frame holds several."""
     t = pl.col("sampled_at")
     first_of_series = t.is_first_distinct() if per is None else t.is_first_distinct().over(per)
     return [

@@ -258,6 +258,7 @@ def test_bad_rows_are_quarantined_with_their_rule_and_the_rest_stored(
         assert {r["asset_id"] for r in rejects} == {VICTIM}
         assert {r["dataset"] for r in rejects} == {dataset}
         assert {r["rule"] for r in rejects} <= ({rule} if isinstance(rule, str) else rule)
+        assert not any(k.startswith("_") for r in rejects for k in r["row"]), "bookkeeping columns leaked"
         assert result.summary()["rows_quarantined"] == len(rejects)
         # What is stored is the reference minus the rejected buckets, value for value.
         assert same_rows(want, got, ["timestamp"])

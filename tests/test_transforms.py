@@ -74,6 +74,30 @@ def test_bad_values_are_rejected_with_the_rule_they_broke():
     ]
 
 
+def test_answers_validated_together_each_keep_their_own_window():
+    """Several answers of one series checked in one pass (as the collector batches them): each
+    row against the window it was asked for, duplicates only within one answer."""
+
+    def answer(pts, start, end):
+        return tf.market_chart_samples(chart(pts)).with_columns(
+            _from=pl.lit(start), _to=pl.lit(end), _now=pl.lit(T0 + 10 * H)
+        )
+
+    first = answer([(T0 + 1, 1.0, 1.0, 1.0), (T0 + 5 * H, 2.0, 1.0, 1.0), (T0 + 7 * H, 3.0, 1.0, 1.0)], T0, T0 + 5 * H)
+    second = answer(
+        [(T0 + 5 * H, 2.0, 1.0, 1.0), (T0 + 6 * H, 4.0, 1.0, 1.0), (T0 + 6 * H, 4.0, 1.0, 1.0)], T0 + 5 * H, T0 + 10 * H
+    )
+    rules = market_chart_rules(pl.col("_from"), pl.col("_to"), pl.col("_now"), per=["_from", "_to"])
+    valid, rejects = apply_rules(pl.concat([first, second]), rules)
+    # T0+7H lies inside the second window but came in the first answer; the boundary sample
+    # in both answers is no duplicate; the repeated T0+6H inside the second answer is.
+    assert rejects.select("sampled_at", "rule").rows() == [
+        (T0 + 7 * H, "inside_window"),
+        (T0 + 6 * H, "duplicate_sample"),
+    ]
+    assert valid["sampled_at"].to_list() == [T0 + 1, T0 + 5 * H, T0 + 5 * H, T0 + 6 * H]
+
+
 def test_ohlc_open_time_forming_candle_and_rules():
     L = 4 * H
     now = T0 + 10 * H + 5
