@@ -56,6 +56,7 @@ MARKETS: dict[str, Any] = {
 }
 
 SCHEMAS: dict[str, dict[str, Any]] = {"market_chart": MARKET_CHART, "ohlc": OHLC, "markets": MARKETS}
+_EMPTY = {name: pl.DataFrame(schema=schema) for name, schema in SCHEMAS.items()}
 
 # Merge key of each dataset inside one file, in the order its rows are sorted; the hive
 # partition supplies asset and interval. markets is time-major so that each hourly snapshot
@@ -82,4 +83,5 @@ def first_last_ms(ts: pl.Series) -> tuple[int, int]:
 
 
 def empty(dataset: str) -> pl.DataFrame:
-    return pl.DataFrame(schema=SCHEMAS[dataset])
+    # A clone of one made once: building a frame from a schema costs ~60 µs, a clone ~1 µs.
+    return _EMPTY[dataset].clone()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import logging
 import os
@@ -9,6 +10,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
@@ -176,18 +178,17 @@ class Store:
         result = MergeResult()
         if rows.is_empty():
             return result
-        rows = rows.select(list(schemas.SCHEMAS[dataset]))
-        years = rows["timestamp"].dt.year()
-        if key is None and self.layout.fmt == "parquet" and years.n_unique() == 1:
-            path = self.layout.markets_file(years[0])
-            appended = _append_if_newer(path, sort_dedupe(rows, dataset))
+        by_year = _by_year(rows.select(list(schemas.SCHEMAS[dataset])))
+        if key is None and self.layout.fmt == "parquet" and len(by_year) == 1:
+            year, part = by_year[0]
+            path = self.layout.markets_file(year)
+            appended = _append_if_newer(path, sort_dedupe(part, dataset))
             if appended:
                 result.rows_added = appended
                 result.written.append((path, None))
                 return result
         changed = []
-        for year in years.unique().sort().to_list():
-            part = rows.filter(years == year)
+        for year, part in by_year:
             path = self.layout.series_file(key, year) if key else self.layout.markets_file(year)
             existing = self._existing(path, dataset)
             merged = sort_dedupe(pl.concat([existing, part]), dataset)
@@ -200,6 +201,35 @@ class Store:
             result.rows_added += merged.height - had
             result.written.append((path, claim))
         return result
+
+
+def _by_year(rows: pl.DataFrame) -> list[tuple[int, pl.DataFrame]]:
+    """`rows` cut into their UTC years, oldest first (rows without a timestamp dropped). Slices
+    of the rows sorted by time, found by bisection: filtering by a year column cost ~1 ms an
+    answer, a slice ~2 µs (and polars' own search_sorted ~0.5 ms)."""
+    ts = rows["timestamp"]
+    if ts.null_count():
+        rows = rows.filter(pl.col("timestamp").is_not_null())
+        ts = rows["timestamp"]
+    if ts.is_empty():
+        return []
+    oldest, newest = cast(dt.datetime, ts.min()), cast(dt.datetime, ts.max())
+    first, last = oldest.year, newest.year
+    if first == last:
+        return [(first, rows)]
+    if not ts.is_sorted():
+        rows = rows.sort("timestamp", maintain_order=True)
+        ts = rows["timestamp"]
+    parts, lo = [], 0
+    for year in range(first, last + 1):
+        if year == last:
+            hi = rows.height
+        else:
+            hi = bisect.bisect_left(range(rows.height), dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC), key=ts.__getitem__)
+        if hi > lo:
+            parts.append((year, rows.slice(lo, hi - lo)))
+        lo = hi
+    return parts
 
 
 def _until_year_end(span: tuple[int, int] | None, year: int) -> tuple[int, int] | None:
