@@ -9,6 +9,7 @@ import gc
 import json
 import math
 import threading
+from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +65,9 @@ def _is_number(v) -> bool:
 
 def _column(values, dtype) -> tuple[pl.Series, list[bool] | None]:
     """A typed column, and which entries had a wrong type (None when all were fine)."""
+    # Only numbers and nulls take the fast paths: polars turns a JSON true into 1.0 there.
+    if not set(map(type, values)) <= _NUMERIC_OR_NULL:
+        return _column_by_entry(values, dtype)
     try:
         # Fast path (≈10x): polars' own type inference. When it lands exactly on `dtype` the
         # values are those the strict constructor below would give; anything else goes there.
@@ -75,21 +79,37 @@ def _column(values, dtype) -> tuple[pl.Series, list[bool] | None]:
     try:
         return pl.Series(values=values, dtype=dtype, strict=True), None
     except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
-        bad = [not (v is None or _is_number(v)) for v in values]
-        clean = [v if (v is None or _is_number(v)) and not isinstance(v, bool) else None for v in values]
-        if dtype == pl.Int64:
-            clean = [int(v) if v is not None and math.isfinite(v) else None for v in clean]
-        return pl.Series(values=clean, dtype=dtype, strict=False), bad
+        return _column_by_entry(values, dtype)
 
 
-def _pairs(arr) -> tuple[list, list, list[bool]]:
-    """[[t, v], ...] → (ts, values, malformed-entry flags)."""
-    if not isinstance(arr, list):
+_NUMERIC_OR_NULL = {int, float, type(None)}
+
+
+def _column_by_entry(values, dtype) -> tuple[pl.Series, list[bool]]:
+    bad = [not (v is None or _is_number(v)) for v in values]
+    clean = [v if (v is None or _is_number(v)) else None for v in values]
+    if dtype == pl.Int64:
+        clean = [int(v) if v is not None and math.isfinite(v) else None for v in clean]
+    return pl.Series(values=clean, dtype=dtype, strict=False), bad
+
+
+def _pairs(arr) -> tuple[Sequence, Sequence, list[bool]]:
+    """[[t, v], ...] → (ts, values, malformed-entry flags).
+
+    The common case in one C-level transpose: zip(..., strict=True) raises unless every entry
+    is iterable and of one length, and the unpacking unless that length is 2. An entry that is
+    no list but a 2-item string or object yields strings, which the typed columns built from
+    these (_column) reject, and the general path then flags the entry."""
+    if not isinstance(arr, list) or not arr:
         return [], [], []
-    # set(map(...)) and two comprehensions: ~3x faster than all(...) and zip(*arr) on 2k pairs.
-    if not arr or (set(map(type, arr)) == {list} and set(map(len, arr)) == {2}):
-        return [p[0] for p in arr], [p[1] for p in arr], [False] * len(arr)
-    ts, vals, bad = [], [], []
+    try:
+        times, values = zip(*arr, strict=True)
+        return times, values, [False] * len(arr)
+    except (TypeError, ValueError):
+        pass
+    ts: list = []
+    vals: list = []
+    bad: list[bool] = []
     for p in arr:
         ok = isinstance(p, list) and len(p) == 2
         ts.append(p[0] if ok else None)

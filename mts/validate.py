@@ -11,6 +11,9 @@ import polars as pl
 class Rule:
     name: str
     ok: pl.Expr  # true where the row passes
+    # A cheaper test that passes only rows `ok` passes: when it holds on every row, so does
+    # `ok`, and apply_rules' one-pass check for a clean frame can use it instead.
+    quick: pl.Expr | None = None
 
 
 def _finite_positive(col: str) -> pl.Expr:
@@ -32,7 +35,9 @@ def market_chart_rules(
     """Bounds are numbers, or expressions when each row carries its own. `per`: the column(s)
     naming the answer each row came from, when one frame holds several."""
     t = pl.col("sampled_at")
+    # Distinct across the frame implies distinct within each answer, and costs a third of .over().
     first_of_series = t.is_first_distinct() if per is None else t.is_first_distinct().over(per)
+    quick = None if per is None else t.is_first_distinct()
     return [
         _numeric_types(),
         Rule("timestamp_present", t.is_not_null()),
@@ -41,7 +46,7 @@ def market_chart_rules(
         Rule("volume_non_negative", _null_or_non_negative("total_volume")),
         Rule("inside_window", (t >= window_start_ms) & (t <= window_end_ms)),
         Rule("not_in_future", t <= now_ms),
-        Rule("duplicate_sample", first_of_series),
+        Rule("duplicate_sample", first_of_series, quick),
     ]
 
 
@@ -81,7 +86,8 @@ def apply_rules(df: pl.DataFrame, rules: list[Rule]) -> tuple[pl.DataFrame, pl.D
     if df.is_empty():
         return df, df.with_columns(rule=pl.lit(None, pl.String))
     # The common case, every row clean, costs one boolean pass instead of tagging each row.
-    if df.select(pl.all_horizontal([r.ok.fill_null(False) for r in rules]).all()).item():
+    quick = [(r.ok if r.quick is None else r.quick).fill_null(False) for r in rules]
+    if df.select(pl.all_horizontal(quick).all()).item():
         return df, df.clear().with_columns(rule=pl.lit(None, pl.String))
     broken = pl.lit(None, pl.String)
     for rule in reversed(rules):

@@ -1,6 +1,8 @@
 from datetime import UTC, datetime
 
 import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mts import transforms as tf
 from mts.validate import apply_rules, market_chart_rules, ohlc_rules
@@ -148,3 +150,37 @@ def test_nan_tokens_and_truncated_bodies():
 
     with pytest.raises(ValueError):
         tf.parse_json(b'{"prices": [[1, 2.0], [2')
+
+
+# Entries of a market_chart array as they could come: well-formed pairs, and each way one can
+# be broken (a JSON string or object of two items transposes like a pair, so is included).
+# (A timestamp with a fraction of a millisecond is the same instant at the stored precision.)
+_good = st.builds(
+    lambda i, frac, v: [T0 + i * H + frac, v],
+    st.integers(0, 1000),
+    st.sampled_from([0, 0.5]),
+    st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**53), 2**53), st.none()),
+)
+_bad = st.one_of(
+    st.builds(lambda i: [T0 + i * H, "12.5"], st.integers(0, 1000)),
+    st.builds(lambda i: [T0 + i * H, True], st.integers(0, 1000)),
+    st.builds(lambda i: [T0 + i * H], st.integers(0, 1000)),
+    st.builds(lambda i: [T0 + i * H, 1.0, 2.0], st.integers(0, 1000)),
+    st.sampled_from(["ab", {"a": 1, "b": 2}, None, [], [[1, 2], [3, 4]]]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), _good, _bad), max_size=12))
+def test_every_entry_is_kept_typed_or_flagged_whatever_its_shape(entries):
+    """Each entry gives one row: its values when it is [int, number], else a type_error (the
+    row is then quarantined). The fast transpose and the general path must agree on this."""
+    arr = [good if ok else bad for ok, good, bad in entries]
+    samples = tf.market_chart_samples({"prices": arr, "market_caps": arr, "total_volumes": arr})
+    assert samples.height == len(arr)
+    for row, (ok, good, _) in zip(samples.iter_rows(named=True), entries, strict=True):
+        if ok:
+            assert row["type_error"] is None
+            assert (row["sampled_at"], row["price"]) == (int(good[0]), None if good[1] is None else float(good[1]))
+        else:
+            assert row["type_error"] is not None
