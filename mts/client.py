@@ -29,7 +29,7 @@ from .errors import (
 from .ratelimit import RateLimiter
 from .settings import Settings
 from .stats import RunStats
-from .transforms import parse_json
+from .transforms import decode_market_chart, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +159,11 @@ class CoinGeckoClient:
         self._http = _pool(settings)
         self._timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
 
-    def get(self, endpoint: str, path: str, params: dict[str, Any], what: str) -> Any:
-        """The decoded JSON of a 200 answer, after retries. Raises an ApiError subclass."""
+    def get(
+        self, endpoint: str, path: str, params: dict[str, Any], what: str, decode: Callable[[bytes], Any] = parse_json
+    ) -> Any:
+        """A 200 answer's body through `decode` (its JSON by default; ValueError from it means a
+        body cut off or not JSON, retried), after retries. Raises an ApiError subclass."""
         url = f"{self.settings.base_url}{path}"
         attempts = self.settings.max_attempts
         last: ApiError | None = None
@@ -200,7 +203,7 @@ class CoinGeckoClient:
             self.stats.record_call(endpoint, resp.status, len(body))
             if resp.status == 200:
                 try:
-                    doc = parse_json(body)
+                    doc = decode(body)
                 except ValueError:
                     # A 200 with a body that is not JSON: cut off in transit, or a CDN page.
                     if is_probe:
@@ -250,7 +253,8 @@ class CoinGeckoClient:
         if hourly:
             params["interval"] = "hourly"
         return self.get(
-            "range", f"/coins/{_quote(asset_id)}/market_chart/range", params, f"{asset_id} market_chart/range"
+            "range", f"/coins/{_quote(asset_id)}/market_chart/range", params, f"{asset_id} market_chart/range",
+            decode=decode_market_chart,
         )
 
     def ohlc(self, asset_id: str, days: int | str) -> Any:

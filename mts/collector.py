@@ -434,7 +434,11 @@ class Collector:
                 start += DAY  # the server's clock or limit differs from ours: clamp harder, once
         else:
             raise HistoryLimit(f"{call.asset_id}: window still beyond the history depth after clamping")
-        samples = self._parse(tf.market_chart_samples, payload, call.asset_id)
+        # Usually already a frame (decoded typed, tf.decode_market_chart); else the JSON as sent.
+        samples = (
+            payload if isinstance(payload, pl.DataFrame)
+            else self._parse(tf.market_chart_samples, payload, call.asset_id)
+        )
         # Validated with the rest of the batch (_store_batch): each polars query costs ~0.1 ms
         # whatever its size, and a backfill asset's five windows are then one query, not five.
         # (hstack of repeated values: ~30 µs; with_columns of three literals: ~200 µs.)

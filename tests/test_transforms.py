@@ -1,8 +1,10 @@
+import json
 from datetime import UTC, datetime
 
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from mts import transforms as tf
 from mts.validate import apply_rules, market_chart_rules, ohlc_rules
@@ -184,3 +186,21 @@ def test_every_entry_is_kept_typed_or_flagged_whatever_its_shape(entries):
             assert (row["sampled_at"], row["price"]) == (int(good[0]), None if good[1] is None else float(good[1]))
         else:
             assert row["type_error"] is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), _good, _bad), max_size=12), st.sampled_from(["prices", "market_caps", None]))
+def test_the_typed_decode_gives_the_general_paths_frame(entries, broken):
+    """The client's typed decode of the body takes a shortcut only where the general path over
+    the decoded JSON gives the same frame; otherwise it hands that JSON over."""
+    clean = [good for _, good, _ in entries]
+    mixed = [good if ok else bad for ok, good, bad in entries]
+    payload = {k: (mixed if k == broken else clean) for k in ("prices", "market_caps", "total_volumes")}
+    body = json.dumps(payload).encode()
+    got = tf.decode_market_chart(body)
+    want = tf.market_chart_samples(json.loads(body))
+    if isinstance(got, pl.DataFrame):
+        assert_frame_equal(got, want)
+    else:
+        assert got == json.loads(body)
+        assert any(not ok for ok, _, _ in entries) or not entries or any(isinstance(g[0], float) for g in clean)
