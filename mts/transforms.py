@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import orjson
@@ -119,13 +119,17 @@ def _pairs(arr) -> tuple[Sequence, Sequence, list[bool]]:
     return ts, vals, bad
 
 
+# msgspec hands over integers of any size; polars would saturate one beyond 64 bits silently.
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
 class _Chart(msgspec.Struct):
     """A market_chart answer of the usual shape, typed while it is decoded: a boolean, a string,
     a fractional timestamp or a malformed pair anywhere fails the decode."""
 
-    prices: list[tuple[int, float | None]] = []
-    market_caps: list[tuple[int, float | None]] = []
-    total_volumes: list[tuple[int, float | None]] = []
+    prices: list[tuple[_Int64, float | None]] = []
+    market_caps: list[tuple[_Int64, float | None]] = []
+    total_volumes: list[tuple[_Int64, float | None]] = []
 
 
 _CHART = msgspec.json.Decoder(_Chart)
@@ -151,7 +155,7 @@ def decode_market_chart(body: bytes):
                     "total_volume": pl.Series(vol, dtype=pl.Float64),
                     "type_error": pl.Series([None], dtype=pl.String).new_from_index(0, len(ts)),
                 })
-    except (msgspec.DecodeError, OverflowError, pl.exceptions.PolarsError):
+    except (msgspec.DecodeError, OverflowError, TypeError, pl.exceptions.PolarsError):
         pass  # not the usual shape (or not JSON): the general path decides
     return parse_json(body)
 

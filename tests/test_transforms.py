@@ -2,6 +2,7 @@ import json
 from datetime import UTC, datetime
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -204,3 +205,14 @@ def test_the_typed_decode_gives_the_general_paths_frame(entries, broken):
     else:
         assert got == json.loads(body)
         assert any(not ok for ok, _, _ in entries) or not entries or any(isinstance(g[0], float) for g in clean)
+
+
+@pytest.mark.parametrize("t", [2**63, 2**64 + 5, -(2**63) - 1])
+def test_timestamps_beyond_64_bits_take_the_general_path(t):
+    """A timestamp no Int64 holds is no typed answer (msgspec would hand it over, and polars
+    would saturate it silently or raise): the answer goes down the general path."""
+    pairs = [[T0, 1.0], [t, 10**30]]
+    body = json.dumps({"prices": pairs, "market_caps": pairs, "total_volumes": pairs}).encode()
+    got = tf.decode_market_chart(body)
+    assert not isinstance(got, pl.DataFrame)
+    assert_frame_equal(tf.market_chart_samples(got), tf.market_chart_samples(tf.parse_json(body)))
