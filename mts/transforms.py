@@ -205,15 +205,10 @@ def market_chart_samples(payload) -> pl.DataFrame:
     ).drop("err_price", "err_market_cap", "err_total_volume")
 
 
-def bucket_hourly(samples: pl.DataFrame) -> pl.DataFrame:
-    """One row per UTC hour: the sample closest to the hour's start wins, ties broken by value,
-    so the winner does not depend on fetch order. Returns the market_chart schema."""
-    return sort_dedupe(hourly_rows(samples), "market_chart")
-
-
 def hourly_rows(samples: pl.DataFrame) -> pl.DataFrame:
-    """Every sample as a market_chart row stamped with its UTC hour, not yet one per hour:
-    a merge's sort_dedupe picks each hour's winner (the same one bucket_hourly would)."""
+    """Every sample as a market_chart row stamped with its UTC hour, not yet one per hour: the
+    merge's sort_dedupe keeps one row per hour, the sample closest to the hour's start (ties
+    broken by value), so the winner does not depend on fetch order."""
     if samples.is_empty():
         return schemas.empty("market_chart")
     return samples.select(

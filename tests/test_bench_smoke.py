@@ -181,7 +181,7 @@ def test_fast_parse_and_dedupe_paths_equal_the_general_ones():
     for case in cases:
         assert_frame_equal(_fast_samples(case), tf.market_chart_samples(case))
         rows = tf.market_chart_samples(case).drop("type_error").drop_nulls("sampled_at")
-        bucketed = tf.bucket_hourly(rows)
+        bucketed = tf.sort_dedupe(tf.hourly_rows(rows), "market_chart")
         key = ["timestamp"]
         order = key + [c for c in bucketed.columns if c not in key]
         unsorted = bucketed.sample(fraction=1.0, shuffle=True, seed=1)

@@ -14,6 +14,11 @@ H = 3_600_000
 T0 = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp() * 1000)
 
 
+def hourly(samples):
+    """One row per hour, as a merge keeps them: the rows stamped, then sorted and deduplicated."""
+    return tf.sort_dedupe(tf.hourly_rows(samples), "market_chart")
+
+
 def chart(points):
     return {
         "prices": [[t, p] for t, p, _, _ in points],
@@ -24,7 +29,7 @@ def chart(points):
 
 def test_jittered_samples_bucket_to_their_hour_and_the_earliest_sample_wins():
     pts = [(T0 + 282_472, 10.0, 100.0, 5.0), (T0 + H + 36_425, 11.0, 110.0, 6.0), (T0 + H + 1_900_000, 12.0, 1.0, 1.0)]
-    rows = tf.bucket_hourly(tf.market_chart_samples(chart(pts)))
+    rows = hourly(tf.market_chart_samples(chart(pts)))
     assert rows["timestamp"].dt.epoch("ms").to_list() == [T0, T0 + H]
     assert rows["price"].to_list() == [10.0, 11.0]
     assert rows["sampled_at"].dt.epoch("ms").to_list() == [T0 + 282_472, T0 + H + 36_425]
@@ -34,19 +39,19 @@ def test_jittered_samples_bucket_to_their_hour_and_the_earliest_sample_wins():
 def test_five_minute_samples_keep_the_one_closest_to_the_hour_not_the_lowest_price():
     # A window under a day comes back at 5-minute granularity: twelve samples an hour.
     pts = [(T0 + 60_000 + i * 300_000, 20.0 - i, 1.0, 1.0) for i in range(12)]
-    rows = tf.bucket_hourly(tf.market_chart_samples(chart(pts)))
+    rows = hourly(tf.market_chart_samples(chart(pts)))
     assert rows["price"].to_list() == [20.0]
     assert rows["sampled_at"].dt.epoch("ms").to_list() == [T0 + 60_000]
     # and a later merge of the same hour keeps that row, whichever comes first
-    later = tf.bucket_hourly(tf.market_chart_samples(chart(pts[5:])))
+    later = hourly(tf.market_chart_samples(chart(pts[5:])))
     merged = tf.sort_dedupe(pl.concat([later, rows]), "market_chart")
     assert merged.equals(rows)
 
 
 def test_winner_does_not_depend_on_order():
     pts = [(T0 + 5_000, 10.0, 1.0, 1.0), (T0 + 1_000, 9.0, 1.0, 1.0), (T0 + H + 1, 3.0, None, 2.0)]
-    a = tf.bucket_hourly(tf.market_chart_samples(chart(pts)))
-    b = tf.bucket_hourly(tf.market_chart_samples(chart(list(reversed(pts)))))
+    a = hourly(tf.market_chart_samples(chart(pts)))
+    b = hourly(tf.market_chart_samples(chart(list(reversed(pts)))))
     assert a.equals(b)
     assert a["price"].to_list() == [9.0, 3.0]
     assert a["market_cap"].to_list() == [1.0, None]
