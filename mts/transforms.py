@@ -155,7 +155,7 @@ def decode_market_chart(body: bytes):
                     "total_volume": pl.Series(vol, dtype=pl.Float64),
                     "type_error": pl.Series([None], dtype=pl.String).new_from_index(0, len(ts)),
                 })
-    except (msgspec.DecodeError, OverflowError, TypeError, pl.exceptions.PolarsError):
+    except (msgspec.DecodeError, pl.exceptions.PolarsError):
         pass  # not the usual shape (or not JSON): the general path decides
     return parse_json(body)
 

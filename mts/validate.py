@@ -35,8 +35,8 @@ def market_chart_rules(
     """Bounds are numbers, or expressions when each row carries its own. `per`: the column(s)
     naming the answer each row came from, when one frame holds several."""
     t = pl.col("sampled_at")
-    # Distinct across the frame implies distinct within each answer, and costs a third of .over().
     first_of_series = t.is_first_distinct() if per is None else t.is_first_distinct().over(per)
+    # Distinct across the frame implies distinct within each answer, and costs a third of .over().
     quick = None if per is None else t.is_first_distinct()
     return [
         _numeric_types(),
