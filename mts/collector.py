@@ -475,8 +475,9 @@ class Collector:
         samples, rows, spans = batch.take()
         if samples is not None:
             valid, rejects = apply_rules(samples, _WINDOW_RULES)
-            self._quarantine("market_chart", "1h", batch.key.asset_id, rejects.drop(_WINDOW_COLUMNS))
-            outcome.quarantined += rejects.height
+            if rejects.height:  # (a drop costs a query plan, ~0.15 ms: not for no rows)
+                self._quarantine("market_chart", "1h", batch.key.asset_id, rejects.drop(_WINDOW_COLUMNS))
+                outcome.quarantined += rejects.height
             # One row per hour is picked when the batch is merged (the same winner, one sort).
             rows.insert(0, tf.hourly_rows(valid))
         merged = self.store.merge(batch.key, "market_chart", pl.concat(rows), self._next_span(batch.key, spans))

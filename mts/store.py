@@ -178,7 +178,8 @@ class Store:
         result = MergeResult()
         if rows.is_empty():
             return result
-        by_year = _by_year(rows.select(list(schemas.SCHEMAS[dataset])))
+        # (Columns by name through [], not select: an eager select runs a query plan, ~0.15 ms.)
+        by_year = _by_year(rows[list(schemas.SCHEMAS[dataset])])
         if key is None and self.layout.fmt == "parquet" and len(by_year) == 1:
             year, part = by_year[0]
             path = self.layout.markets_file(year)

@@ -211,13 +211,16 @@ def hourly_rows(samples: pl.DataFrame) -> pl.DataFrame:
     broken by value), so the winner does not depend on fetch order."""
     if samples.is_empty():
         return schemas.empty("market_chart")
-    return samples.select(
-        timestamp=(pl.col("sampled_at") - pl.col("sampled_at") % HOUR_MS).cast(schemas.TS),
-        price="price",
-        market_cap="market_cap",
-        total_volume="total_volume",
-        sampled_at=pl.col("sampled_at").cast(schemas.TS),
-    )
+    # Series arithmetic rather than a select: any eager select runs a query plan, ~0.2 ms and
+    # dozens of thread hand-offs however small the frame; this is once per stored batch.
+    t = samples["sampled_at"]
+    return pl.DataFrame({
+        "timestamp": (t - t % HOUR_MS).cast(schemas.TS),
+        "price": samples["price"],
+        "market_cap": samples["market_cap"],
+        "total_volume": samples["total_volume"],
+        "sampled_at": t.cast(schemas.TS),
+    })
 
 
 def sort_dedupe(df: pl.DataFrame, dataset: str) -> pl.DataFrame:

@@ -84,11 +84,11 @@ def apply_rules(df: pl.DataFrame, rules: list[Rule]) -> tuple[pl.DataFrame, pl.D
     """Split `df` into (rows passing every rule, rows failing one with a `rule` column naming
     the first rule each broke). Nothing is dropped silently."""
     if df.is_empty():
-        return df, df.with_columns(rule=pl.lit(None, pl.String))
+        return df, _no_rejects(df)
     # The common case, every row clean, costs one boolean pass instead of tagging each row.
     quick = [(r.ok if r.quick is None else r.quick).fill_null(False) for r in rules]
     if df.select(pl.all_horizontal(quick).all()).item():
-        return df, df.clear().with_columns(rule=pl.lit(None, pl.String))
+        return df, _no_rejects(df)
     broken = pl.lit(None, pl.String)
     for rule in reversed(rules):
         broken = pl.when(rule.ok.fill_null(False).not_()).then(pl.lit(rule.name)).otherwise(broken)
@@ -96,3 +96,8 @@ def apply_rules(df: pl.DataFrame, rules: list[Rule]) -> tuple[pl.DataFrame, pl.D
     valid = tagged.filter(pl.col("rule").is_null()).drop("rule")
     rejects = tagged.filter(pl.col("rule").is_not_null())
     return valid, rejects
+
+
+def _no_rejects(df: pl.DataFrame) -> pl.DataFrame:
+    # hstack, not with_columns: an eager with_columns runs a query plan (~60 µs) for no rows.
+    return df.clear().hstack([pl.Series("rule", [], pl.String)])
