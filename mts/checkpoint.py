@@ -3,6 +3,7 @@ after the data it describes, and rebuildable from the data files alone."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from dataclasses import dataclass
@@ -42,14 +43,15 @@ class Checkpoint:
         self.last_run: dict | None = last_run
         # The quote currency of every price in the folder: one folder never mixes two.
         self.vs_currency: str | None = None
-        # Files whose footer shows they are torn or foreign: (series, path, why). Their series
-        # claims nothing here, so the period is fetched again once the collector sets them aside.
+        # Files found torn or foreign: (series, path, why). Their series keeps only what its
+        # other files hold, so the period is fetched again once the collector sets them aside.
         self.corrupt: list[tuple[SeriesKey, Path, str]] = []
-        # Each Parquet file as last seen, (size, mtime_ns, span start, span end) by path under
-        # the root: a load trusts the span of a file that has not changed since and reads the
-        # footers of the others only (an hourly run otherwise reads every footer). No inode:
-        # a folder restored with its times (cp -a, rsync -a) is still known.
-        self._files: dict[str, tuple[int, int, int, int]] = {}
+        # Each data file as last written, (size, mtime_ns) and for Parquet the span its footer
+        # records, by path under the root: a load trusts a file that has not changed since and
+        # reads the others only (an hourly run otherwise reads every footer), and a recorded
+        # file that is gone or claims less tells it the series lost rows. No inode: a folder
+        # restored with its times (cp -a, rsync -a) is still known.
+        self._files: dict[str, tuple[int, ...]] = {}
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()  # serialise+write as one step: newest state wins
         # Group commit: save() calls are numbered on entry; a write covers every call numbered
@@ -97,56 +99,124 @@ class Checkpoint:
             return None
 
     def reconcile(self) -> None:
-        """Take in the spans the Parquet files record about themselves: a run killed between
-        writing data and saving the checkpoint must not fetch that data again. Every file is
-        looked at (footers only), not just those newer than the checkpoint: with parallel
-        workers, a file written just before another worker's save is older than the save."""
-        from .store import read_footer
+        """Check the files against what the checkpoint says of them, and take in the spans the
+        Parquet files record about themselves: a run killed between writing data and saving the
+        checkpoint must not fetch that data again. Every file is looked at (footers only, for
+        Parquet; a changed CSV file is read whole), not just those newer than the checkpoint:
+        with parallel workers, a file written just before another worker's save is older than
+        the save.
 
-        if self.layout.fmt != "parquet":
-            return
-        seen: dict[str, tuple[int, int, int, int]] = {}
+        A series whose stored period may have shrunk since it was recorded (a file recorded
+        here is gone, torn, or claims less than it did) keeps only what its files still show:
+        otherwise the checkpoint would go on claiming hours no file holds, and they would never
+        be fetched again."""
+        by_series = _by_series(self._files)
+        on_disk: set[SeriesKey] = set()
+        seen: dict[str, tuple[int, ...]] = {}
         for dataset in ("market_chart", "ohlc"):
             for key in self.layout.iter_series(dataset):
-                for _, path in self.layout.series_years(key):
-                    try:
-                        st = path.stat()
-                    except OSError:
-                        continue
-                    rel = self._rel(path)
-                    known = self._files.get(rel)
-                    if known is not None and known[:2] == (st.st_size, st.st_mtime_ns):
-                        span: tuple[int, int] | None = (known[2], known[3])
-                    else:
-                        problem, span = read_footer(path, dataset)
-                        if problem is not None:
-                            self.corrupt.append((key, path, problem))
-                            self.forget(key)
-                            continue
-                    if span is not None:
-                        seen[rel] = (st.st_size, st.st_mtime_ns, *span)
-                        self.extend(key, Span(*span))
+                on_disk.add(key)
+                seen.update(self._scan(key, dataset, by_series.get(self._series_rel(key), {})))
         with self._lock:
+            for key in [k for k in self._spans if k not in on_disk and self._series_rel(k) in by_series]:
+                del self._spans[key]  # every file it had is gone
             self._files = seen
 
+    def rescan(self, key: SeriesKey) -> None:
+        """A file of `key` was found unreadable and set aside while merging: its period is no
+        longer stored, so the series keeps only what its remaining files show."""
+        with self._lock:
+            recorded = _by_series(self._files).get(self._series_rel(key), {})
+        fresh = self._scan(key, key.dataset, recorded, trust=False)
+        with self._lock:
+            for rel in recorded:
+                self._files.pop(rel, None)
+            self._files.update(fresh)
+
+    def _scan(
+        self, key: SeriesKey, dataset: str, recorded: dict[str, tuple[int, ...]], trust: bool = True
+    ) -> dict[str, tuple[int, ...]]:
+        """Check the year files of `key` against their `recorded` fingerprints and set its span
+        from them (with the recorded span, unless the files show it cannot be trusted). Returns
+        the files' fingerprints as they are now."""
+        from .store import read_file, read_footer
+
+        recorded = dict(recorded)
+        seen: dict[str, tuple[int, ...]] = {}
+        claims: list[Span] = []
+        for year, path in self.layout.series_years(key):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            rel = self._rel(path)
+            known = recorded.pop(rel, None)
+            identity = (st.st_size, st.st_mtime_ns)
+            if known is not None and known[:2] == identity:
+                claim = known[2:] or None
+            elif self.layout.fmt == "parquet":
+                problem, claim = read_footer(path, dataset)
+                if problem is not None:
+                    self.corrupt.append((key, path, problem))
+                    trust = False
+                    continue
+                # mts only ever rewrites a file to claim more than it did: less means rows lost.
+                # (No claim at all: written by another tool, which says nothing either way.)
+                if known is not None and claim is not None and not _contains(claim, known[2:]):
+                    trust = False
+            else:
+                try:
+                    read_file(path, dataset, "csv")
+                except CorruptFileError as exc:
+                    self.corrupt.append((key, path, str(exc)))
+                    trust = False
+                    continue
+                claim = None
+                if known is not None:  # a CSV file records nothing of itself: changed is unknown
+                    trust = False
+            seen[rel] = (*identity, *(claim or ()))
+            if claim is not None:
+                part = _within_year(Span(*claim), year)
+                if part is not None:
+                    claims.append(part)
+        if recorded:  # files recorded here that are gone (set aside, deleted)
+            trust = False
+        with self._lock:
+            old = self._spans.pop(key, None)
+            if trust and old is not None:
+                claims.append(old)
+            latest = latest_run(claims)
+            if latest is not None:
+                self._spans[key] = latest
+        if not trust and old is not None and latest != old:
+            log.warning(
+                "%s: its files no longer hold all of the recorded span; keeping %s, the rest is fetched again",
+                key, "nothing" if latest is None else f"{latest.start}..{latest.end}",
+            )
+        return seen
+
+    def _series_rel(self, key: SeriesKey) -> str:
+        return self._rel(self.layout.series_dir(key))
+
     def note_file(self, path: Path, span: tuple[int, int] | None) -> None:
-        """`path` was just written with `span` in its footer: the next load can trust it unread."""
-        if span is None or self.layout.fmt != "parquet":
-            return
+        """`path` was just written with `span` in its footer (None: no span, or a CSV file): the
+        next load can trust it unread while its size and mtime are these."""
         try:
             st = path.stat()
         except OSError:
             return
+        claim = span if self.layout.fmt == "parquet" and span is not None else ()
         with self._lock:
-            self._files[self._rel(path)] = (st.st_size, st.st_mtime_ns, *span)
+            self._files[self._rel(path)] = (st.st_size, st.st_mtime_ns, *claim)
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.layout.root).as_posix()
 
     @classmethod
     def rebuild(cls, layout: Layout) -> Checkpoint:
-        """Spans from the files: first stored row to the end of the last one. Read-only: an
-        unreadable file is listed in `corrupt` (for a collect to set aside under the lock)."""
+        """Spans from the files: what their footers record, else first stored row to the end of
+        the last one; never across an unreadable file (only the years after it count). Read-only:
+        an unreadable file is listed in `corrupt` (for a collect to set aside under the lock)."""
         import polars as pl
 
         from .store import read_file, read_span  # polars-heavy; only needed here
@@ -155,20 +225,26 @@ class Checkpoint:
         corrupt = []
         for dataset in ("market_chart", "ohlc"):
             for key in layout.iter_series(dataset):
-                frames = []
-                for _, path in layout.series_years(key):
+                frames: list[tuple[int, Path, pl.DataFrame]] = []
+                for year, path in layout.series_years(key):
                     try:
-                        frames.append(read_file(path, dataset, layout.fmt))
+                        frames.append((year, path, read_file(path, dataset, layout.fmt)))
                     except CorruptFileError as exc:
                         corrupt.append((key, path, str(exc)))
+                        frames.clear()  # what an unreadable year held is unknown: start after it
                 if not frames:
                     continue
-                df = pl.concat(frames)
-                found = [read_span(p) for _, p in layout.series_years(key)] if layout.fmt == "parquet" else []
-                embedded = [e for e in found if e is not None]
-                if embedded:
-                    spans[key] = Span(min(e[0] for e in embedded), max(e[1] for e in embedded))
+                claims = []
+                for year, path, _ in frames if layout.fmt == "parquet" else ():
+                    claim = read_span(path)
+                    part = _within_year(Span(*claim), year) if claim is not None else None
+                    if part is not None:
+                        claims.append(part)
+                latest = latest_run(claims)
+                if latest is not None:
+                    spans[key] = latest
                     continue
+                df = pl.concat([f for _, _, f in frames])
                 if df.is_empty() or key.interval not in INTERVAL_MS:
                     continue
                 first, last = first_last_ms(df["timestamp"])
@@ -230,11 +306,42 @@ class Checkpoint:
             self._saved_calls = covers
 
 
-def _fingerprints(raw) -> dict[str, tuple[int, int, int, int]]:
-    """The saved file fingerprints; anything malformed is dropped (its footer is read instead)."""
-    out: dict[str, tuple[int, int, int, int]] = {}
+def _fingerprints(raw) -> dict[str, tuple[int, ...]]:
+    """The saved file fingerprints, (size, mtime_ns) and for a Parquet file the span its footer
+    records; anything malformed is dropped (the file is read instead)."""
+    out: dict[str, tuple[int, ...]] = {}
     if isinstance(raw, dict):
         for rel, fp in raw.items():
-            if isinstance(rel, str) and isinstance(fp, list) and len(fp) == 4 and all(type(v) is int for v in fp):
-                out[rel] = (fp[0], fp[1], fp[2], fp[3])
+            if isinstance(rel, str) and isinstance(fp, list) and len(fp) in (2, 4) and all(type(v) is int for v in fp):
+                out[rel] = tuple(fp)
     return out
+
+
+def _by_series(files: dict[str, tuple[int, ...]]) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Fingerprints grouped by their series folder ("<dataset>/interval=…/asset_id=…")."""
+    out: dict[str, dict[str, tuple[int, ...]]] = {}
+    for rel, fp in files.items():
+        out.setdefault(rel.rsplit("/", 2)[0], {})[rel] = fp
+    return out
+
+
+def latest_run(spans: list[Span]) -> Span | None:
+    """The latest contiguous run of `spans` (overlapping or touching ones join). A series'
+    coverage is one span: where its pieces no longer meet, the older part is fetched again."""
+    run = None
+    for span in sorted(spans, key=lambda s: s.start):
+        run = Span(run.start, max(run.end, span.end)) if run is not None and span.start <= run.end else span
+    return run
+
+
+def _within_year(span: Span, year: int) -> Span | None:
+    """The part of `span` inside UTC `year`: all that a year file's rows can vouch for (its
+    footer records the series' span from its start, which earlier files hold)."""
+    lo = int(dt.datetime(year, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
+    hi = int(dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
+    start, end = max(span.start, lo), min(span.end, hi)
+    return Span(start, end) if start < end else None
+
+
+def _contains(outer: tuple[int, ...], inner: tuple[int, ...]) -> bool:
+    return not inner or (outer[0] <= inner[0] and outer[1] >= inner[1])

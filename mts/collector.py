@@ -70,7 +70,7 @@ def _ms(t: datetime) -> int:
 class AssetOutcome:
     asset_id: str
     ok: bool = True
-    category: str | None = None  # not_found, server_errors, history_limit, bad_answer, interrupted
+    category: str | None = None  # not_found, server_errors, history_limit, bad_answer, corrupt_file, interrupted
     reason: str | None = None
     rows: int = 0
     quarantined: int = 0
@@ -481,9 +481,7 @@ class Collector:
             # One row per hour is picked when the batch is merged (the same winner, one sort).
             rows.insert(0, tf.hourly_rows(valid))
         merged = self.store.merge(batch.key, "market_chart", pl.concat(rows), self._next_span(batch.key, spans))
-        self._record(merged, outcome)
-        for span in spans:
-            self._extend(batch.key, span)
+        self._record(batch.key, merged, spans, outcome)
 
     def _fetch_ohlc(self, call: OhlcCall, outcome: AssetOutcome) -> None:
         key = SeriesKey("ohlc", call.interval, call.asset_id)
@@ -501,8 +499,7 @@ class Collector:
         first, last = first_last_ms(rows["timestamp"])
         span = Span(min(first, call.need_from), last + length)
         merged = self.store.merge(key, "ohlc", rows, self._next_span(key, [span]))
-        self._record(merged, outcome)
-        self._extend(key, span)
+        self._record(key, merged, [span], outcome)
 
     def _parse(self, parser, payload, asset_id: str) -> pl.DataFrame:
         try:
@@ -518,12 +515,27 @@ class Collector:
             grown = span if grown is None or _disjoint(grown, span) else grown.union(span)
         return (grown.start, grown.end) if grown else None
 
-    def _record(self, merged: MergeResult, outcome: AssetOutcome) -> None:
-        """What a merge wrote: file fingerprints for the checkpoint, counts for the summary."""
+    def _record(self, key: SeriesKey, merged: MergeResult, spans: list[Span], outcome: AssetOutcome) -> None:
+        """What a merge wrote: file fingerprints and the series' new spans for the checkpoint,
+        counts for the summary. When the merge found a stored file unreadable (and set it
+        aside), the series keeps only what its files still hold and the asset counts as failed:
+        the next run fetches the rest again."""
         for path, claim in merged.written:
             self.checkpoint.note_file(path, claim)
         outcome.rows += merged.rows_added
         outcome.files_written += merged.files_written
+        if merged.lost:
+            self.checkpoint.rescan(key)
+            self.checkpoint.save()
+            outcome.ok, outcome.category = False, "corrupt_file"
+            outcome.reason = (
+                f"{', '.join(str(p) for p in merged.lost)} was unreadable: moved aside,"
+                " its period is fetched again by the next run"
+            )
+            log.error("%s: %s", key.asset_id, outcome.reason)
+            return
+        for span in spans:
+            self._extend(key, span)
 
     def _extend(self, key: SeriesKey, span: Span) -> None:
         # Data first (already on disk), checkpoint second.

@@ -17,6 +17,7 @@ import polars as pl
 from . import parquet_append, schemas
 from .atomic import write_atomic
 from .errors import CorruptFileError, StorageError
+from .intervals import INTERVAL_MS
 from .layout import Layout, SeriesKey
 from .parquet_append import FooterError
 from .transforms import sort_dedupe
@@ -119,6 +120,7 @@ def set_aside(layout: Layout, path: Path, reason: str) -> Path:
 class MergeResult:
     rows_added: int = 0
     written: list[tuple[Path, tuple[int, int] | None]] = field(default_factory=list)  # (file, span it records)
+    lost: list[Path] = field(default_factory=list)  # files found unreadable and set aside
 
     @property
     def files_written(self) -> int:
@@ -136,15 +138,16 @@ class Store:
         self._recent: OrderedDict[Path, tuple[tuple[int, int, int], pl.DataFrame]] = OrderedDict()
         self._recent_lock = threading.Lock()
 
-    def _existing(self, path: Path, dataset: str) -> pl.DataFrame:
+    def _existing(self, path: Path, dataset: str) -> tuple[pl.DataFrame, bool]:
+        """The rows stored in `path`, and whether it had to be set aside as unreadable."""
         try:
             st = path.stat()
         except OSError:
-            return self._read_or_set_aside(path, dataset) if path.exists() else schemas.empty(dataset)
+            return self._read_or_set_aside(path, dataset) if path.exists() else (schemas.empty(dataset), False)
         with self._recent_lock:
             hit = self._recent.get(path)
         if hit is not None and hit[0] == (st.st_ino, st.st_size, st.st_mtime_ns):
-            return hit[1]
+            return hit[1], False
         return self._read_or_set_aside(path, dataset)
 
     def _remember(self, path: Path, df: pl.DataFrame) -> None:
@@ -160,12 +163,12 @@ class Store:
             while len(self._recent) > _RECENT_FILES:
                 self._recent.popitem(last=False)
 
-    def _read_or_set_aside(self, path: Path, dataset: str) -> pl.DataFrame:
+    def _read_or_set_aside(self, path: Path, dataset: str) -> tuple[pl.DataFrame, bool]:
         try:
-            return read_file(path, dataset, self.layout.fmt)
+            return read_file(path, dataset, self.layout.fmt), False
         except CorruptFileError as exc:
             set_aside(self.layout, path, str(exc))
-            return schemas.empty(dataset)
+            return schemas.empty(dataset), True
 
     def merge(
         self, key: SeriesKey | None, dataset: str, rows: pl.DataFrame, span: tuple[int, int] | None = None
@@ -191,12 +194,19 @@ class Store:
         changed = []
         for year, part in by_year:
             path = self.layout.series_file(key, year) if key else self.layout.markets_file(year)
-            existing = self._existing(path, dataset)
+            existing, lost = self._existing(path, dataset)
+            if lost:
+                result.lost.append(path)
             merged = sort_dedupe(pl.concat([existing, part]), dataset)
             if merged.height != existing.height or not merged.equals(existing):
                 changed.append((year, path, merged, existing.height))
         for i, (year, path, merged, had) in enumerate(changed):
             claim = span if i == len(changed) - 1 else _until_year_end(span, year)
+            if path in result.lost and key is not None:
+                # It holds only these rows now: it vouches for their hours, not the series' span
+                # (less than it recorded before, which tells a load the series lost rows).
+                first, last = schemas.first_last_ms(merged["timestamp"])
+                claim = (first, last + INTERVAL_MS[key.interval])
             write_file(merged, path, self.layout.fmt, dataset, claim)
             self._remember(path, merged)
             result.rows_added += merged.height - had

@@ -178,6 +178,15 @@ def read_checkpoint_spans(layout: Layout) -> tuple[dict[SeriesKey, Span] | None,
         return None, f"unreadable ({_first_line(exc)})"
 
 
+def _recorded_files(layout: Layout) -> list[str]:
+    """The data files the saved checkpoint records (paths under the root), if it can be read."""
+    try:
+        files = orjson.loads(layout.checkpoint_path.read_bytes()).get("files")
+    except (ValueError, AttributeError, OSError):
+        return []
+    return sorted(rel for rel in files if isinstance(rel, str)) if isinstance(files, dict) else []
+
+
 def check(layout: Layout, now: datetime, plan: Plan | None = None) -> VerifyReport:
     """Every check, nothing changed."""
     report = VerifyReport(str(layout.root))
@@ -207,6 +216,12 @@ def check(layout: Layout, now: datetime, plan: Plan | None = None) -> VerifyRepo
         expected.add(path)
         report.files += 1
         report.problems += check_file(path, "markets", layout.fmt, year, _rel(layout, path))[1]
+
+    for rel in _recorded_files(layout):
+        if not (layout.root / rel).exists():
+            report.problems.append(
+                Problem("checkpoint", rel, "recorded by the checkpoint but gone: the next collect fetches it again")
+            )
 
     for path in layout.data_files():
         if path not in expected:
