@@ -191,7 +191,7 @@ class Checkpoint:
         if not trust and old is not None and latest != old:
             log.warning(
                 "%s: its files no longer hold all of the recorded span; keeping %s, the rest is fetched again",
-                key, "nothing" if latest is None else f"{latest.start}..{latest.end}",
+                key, "nothing" if latest is None else f"{_iso(latest.start)}..{_iso(latest.end)}",
             )
         return seen
 
@@ -341,6 +341,10 @@ def _within_year(span: Span, year: int) -> Span | None:
     hi = int(dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
     start, end = max(span.start, lo), min(span.end, hi)
     return Span(start, end) if start < end else None
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def _contains(outer: tuple[int, ...], inner: tuple[int, ...]) -> bool:
