@@ -13,7 +13,7 @@ import orjson
 
 from .atomic import write_bytes_atomic
 from .errors import CorruptFileError
-from .intervals import INTERVAL_MS
+from .intervals import INTERVAL_MS, year_start_ms
 from .layout import Layout, SeriesKey
 from .schemas import first_last_ms
 
@@ -337,8 +337,7 @@ def latest_run(spans: list[Span]) -> Span | None:
 def _within_year(span: Span, year: int) -> Span | None:
     """The part of `span` inside UTC `year`: all that a year file's rows can vouch for (its
     footer records the series' span from its start, which earlier files hold)."""
-    lo = int(dt.datetime(year, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
-    hi = int(dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
+    lo, hi = year_start_ms(year), year_start_ms(year + 1)
     start, end = max(span.start, lo), min(span.end, hi)
     return Span(start, end) if start < end else None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 INTERVAL_MS = {"30m": 1_800_000, "1h": 3_600_000, "4h": 14_400_000, "4d": 345_600_000}
 
 # /ohlc `days` values the API accepts, and the candle length each returns.
@@ -15,3 +17,8 @@ def ohlc_interval_for_days(days: int) -> str:
         if allowed >= days:
             return OHLC_DAYS[allowed]
     return "4d"
+
+
+def year_start_ms(year: int) -> int:
+    """The first instant of UTC `year`, in epoch milliseconds: where one year file ends."""
+    return int(dt.datetime(year, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)

@@ -17,7 +17,7 @@ import polars as pl
 from . import parquet_append, schemas
 from .atomic import write_atomic
 from .errors import CorruptFileError, StorageError
-from .intervals import INTERVAL_MS
+from .intervals import INTERVAL_MS, year_start_ms
 from .layout import Layout, SeriesKey
 from .parquet_append import FooterError
 from .transforms import sort_dedupe
@@ -247,7 +247,7 @@ def _until_year_end(span: tuple[int, int] | None, year: int) -> tuple[int, int] 
     """`span` cut at the first instant of `year + 1` (None when nothing of it is left)."""
     if span is None:
         return None
-    end = int(dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
+    end = year_start_ms(year + 1)
     return (span[0], min(span[1], end)) if span[0] < end else None
 
 
