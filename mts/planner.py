@@ -157,13 +157,17 @@ def plan_ohlc(
     asset_id: str, interval: str, span: Span | None, days: int, now_ms: int
 ) -> tuple[OhlcCall | None, Lost | None]:
     """The smallest allowed `days` that reaches back to the first missing candle, or nothing
-    when no candle of this length has closed since the last stored one."""
+    when no candle of this length has closed since the last stored one and none is missing
+    before it."""
     length = INTERVAL_MS[interval]
     w_start = now_ms - days * DAY
-    need_from = w_start if span is None else max(span.end, w_start)
-    if span is not None and now_ms < span.end + length:
-        return None, None
     allowed = sorted(d for d, i in OHLC_DAYS.items() if i == interval)
+    # Candles before the stored span that the API still serves are missing too (a series that
+    # kept only its newer part after losing a file, or a longer --days): ask from the start.
+    older_missing = span is not None and span.start > max(w_start, now_ms - allowed[-1] * DAY)
+    need_from = w_start if span is None or older_missing else max(span.end, w_start)
+    if span is not None and not older_missing and now_ms < span.end + length:
+        return None, None
     needed_days = (now_ms - need_from) / DAY
     fitting = [d for d in allowed if d >= needed_days]
     lost = None

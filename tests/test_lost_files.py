@@ -38,7 +38,7 @@ def emu():
         yield e
 
 
-def collect(emu, data: Path, fmt: str, at=NOW):
+def collect(emu, data: Path, fmt: str, at=NOW, datasets: str = "market_chart"):
     emu.clock.set(at)
     env = {
         "COINGECKO_BASE_URL": emu.base_url,
@@ -46,7 +46,7 @@ def collect(emu, data: Path, fmt: str, at=NOW):
         "MTS_DATA_DIR": str(data),
         "MTS_LOG_DIR": str(data.parent / "logs"),
     }
-    settings = resolve_settings(env, days=DAYS, top=TOP, datasets="market_chart", fmt=fmt)
+    settings = resolve_settings(env, days=DAYS, top=TOP, datasets=datasets, fmt=fmt)
     return Collector(settings, clock=lambda: at).run()
 
 
@@ -105,6 +105,22 @@ def test_a_lost_year_file_is_fetched_again_by_the_next_collect(emu, stored, tmp_
 
     assert result.exit_code == ExitCode.OK
     assert_rows(data, fmt, stored[fmt][1])
+
+
+def test_a_lost_year_of_candles_is_fetched_again(emu, tmp_path):
+    """OHLC is asked for by `days` back from now: a series that kept only its newer year still
+    gets its older candles back, though no candle closed since its newest one."""
+    data = tmp_path / "data"
+    assert collect(emu, data, "parquet", datasets="ohlc").exit_code == ExitCode.OK
+    files = sorted((data / "ohlc").rglob("*.parquet"))
+    want = {p: pl.read_parquet(p) for p in files}
+    victim = Layout(data, "parquet").series_file(SeriesKey("ohlc", "4d", VICTIM.asset_id), 2025)
+    assert victim in want
+    victim.unlink()
+
+    assert collect(emu, data, "parquet", datasets="ohlc").exit_code == ExitCode.OK
+    assert sorted((data / "ohlc").rglob("*.parquet")) == files
+    assert all(pl.read_parquet(p).equals(df) for p, df in want.items())
 
 
 def test_verify_names_a_recorded_file_that_is_gone_until_the_next_collect(emu, stored, tmp_path):

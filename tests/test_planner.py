@@ -111,11 +111,21 @@ def test_a_longer_window_extends_the_stored_span_backwards():
 )
 def test_ohlc_only_when_a_candle_closed_and_with_the_smallest_days(interval, last_close_ago_h, expect_days):
     last_close = NOW - last_close_ago_h * HOUR
-    span = Span(last_close - 10 * DAY, last_close)
+    span = Span(NOW - 3650 * DAY, last_close)  # stored since the window's start
     call, lost = plan_ohlc("a", interval, span, days=3650, now_ms=NOW)
     assert (call.days if call else None) == expect_days
     if interval == "4h" and last_close_ago_h == 40 * 24:
         assert lost is not None and "older than 30 days" in lost.reason
+
+
+def test_ohlc_candles_missing_before_the_stored_span_are_asked_for_from_the_window_start():
+    """A series that kept only its newer part (it lost its older year file) is filled from the
+    window's start, though no candle closed since its newest one."""
+    span = Span(NOW - 100 * DAY, NOW - 2 * HOUR)
+    call, lost = plan_ohlc("a", "4d", span, days=365, now_ms=NOW)
+    assert (call.days, call.need_from, lost) == (365, NOW - 365 * DAY, None)
+    # What the API no longer serves is not asked for again and again.
+    assert plan_ohlc("a", "4h", Span(NOW - 30 * DAY, NOW - 2 * HOUR), days=3650, now_ms=NOW) == (None, None)
 
 
 def test_30_minute_candles_older_than_a_day_are_reported_lost_not_requested():
