@@ -43,6 +43,7 @@ def read_file(path: Path, dataset: str, fmt: str) -> pl.DataFrame:
         if fmt == "parquet":
             df = pl.read_parquet(path)
         else:
+            _check_csv_ends_with_a_row(path)
             df = pl.read_csv(path, schema={c: (pl.String if t == schemas.TS else t) for c, t in schema.items()})
             df = df.with_columns(
                 pl.col(c).str.to_datetime(_CSV_TS_FORMAT, time_unit="ms", time_zone="UTC")
@@ -55,6 +56,15 @@ def read_file(path: Path, dataset: str, fmt: str) -> pl.DataFrame:
     if dict(df.schema) != schema:
         raise CorruptFileError(f"{path}: columns {dict(df.schema)} are not the {dataset} schema")
     return df
+
+
+def _check_csv_ends_with_a_row(path: Path) -> None:
+    """A CSV file cut short (a crash of another tool, a full disk, a partial copy) ends inside a
+    row, which polars reads without complaint as nulls and a number missing its last digits."""
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) != b"\n":
+            raise ValueError("the file ends inside a row: cut short")
 
 
 SPAN_KEY = "mts.span"

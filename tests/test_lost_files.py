@@ -18,7 +18,7 @@ import pytest
 from mts.checkpoint import Span, latest_run
 from mts.collector import Collector
 from mts.emulator import Emulator
-from mts.errors import ExitCode
+from mts.errors import CorruptFileError, ExitCode
 from mts.layout import Layout, SeriesKey
 from mts.settings import resolve_settings
 from mts.store import read_file
@@ -96,10 +96,14 @@ def assert_rows(data: Path, fmt: str, want: dict[str, pl.DataFrame], cols: list[
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 @pytest.mark.parametrize("year", [2025, 2026])
 @pytest.mark.parametrize("loss", ["torn", "deleted"])
-def test_a_lost_year_file_is_fetched_again_by_the_next_collect(emu, stored, tmp_path, fmt, year, loss):
+@pytest.mark.parametrize("checkpoint", ["kept", "deleted"], ids=["checkpoint-kept", "checkpoint-deleted"])
+def test_a_lost_year_file_is_fetched_again_by_the_next_collect(emu, stored, tmp_path, fmt, year, loss, checkpoint):
     data = copy_of(stored, fmt, tmp_path)
-    victim = Layout(data, fmt).series_file(VICTIM, year)
+    layout = Layout(data, fmt)
+    victim = layout.series_file(VICTIM, year)
     tear(victim) if loss == "torn" else victim.unlink()
+    if checkpoint == "deleted":  # rebuilt from the files that are left
+        layout.checkpoint_path.unlink()
 
     result = collect(emu, data, fmt)
 
@@ -175,6 +179,17 @@ def test_a_file_found_unreadable_while_merging_is_fetched_again_by_the_next_run(
     # Every hour and sample is back. (The hour that was current at NOW took its market cap and
     # volume from that run's /coins/markets snapshot; fetched again, they come from the chart.)
     assert_rows(data, fmt, stored[fmt][2], ["timestamp", "sampled_at", "price"])
+
+
+def test_a_csv_file_cut_inside_a_row_is_unreadable_not_a_row_of_wrong_numbers(stored, tmp_path):
+    """polars reads a last line cut short as nulls and a number missing its digits."""
+    path = tmp_path / "data.csv"
+    body = next(stored["csv"][0].rglob("data.csv")).read_bytes()
+    path.write_bytes(body[: body.rindex(b",") + 3])  # inside the last row's last field but one
+    with pytest.raises(CorruptFileError, match="cut short"):
+        read_file(path, "market_chart", "csv")
+    path.write_bytes(body[: body.rindex(b"\n", 0, -1) + 1])  # a whole row fewer: still a CSV file
+    assert read_file(path, "market_chart", "csv").height > 0
 
 
 def test_the_latest_contiguous_run_of_spans_is_kept():
