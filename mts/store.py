@@ -122,7 +122,8 @@ def set_aside(layout: Layout, path: Path, reason: str) -> Path:
         os.replace(path, target)
     except OSError as exc:
         raise StorageError(f"cannot move corrupt file {path} aside: {exc.strerror or exc}") from exc
-    log.warning("moved %s aside to %s (%s); its period will be fetched again", path, target, reason)
+    # (Not "fetched again" here: a series is, by its checkpoint; a markets snapshot cannot be.)
+    log.warning("moved %s aside to %s (%s)", path, target, reason)
     return target
 
 
