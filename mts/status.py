@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .checkpoint import Checkpoint
-from .inventory import markets_info, scan
+from .inventory import markets_info, saved_last_run, scan
 from .layout import Layout
 from .settings import Settings
 
@@ -13,7 +12,7 @@ from .settings import Settings
 def build_status(settings: Settings, now: datetime) -> dict:
     layout = Layout(settings.data_dir, settings.fmt)
     series = scan(layout)
-    last_run = Checkpoint.load(layout).last_run if layout.checkpoint_path.exists() else None
+    last_run = saved_last_run(layout)  # as saved: a status reads, it does not reconcile
     return {
         "data_dir": str(settings.data_dir),
         "checked_at": now.isoformat(),
