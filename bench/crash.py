@@ -3,6 +3,7 @@ was never interrupted.
 
     python bench/crash.py --kills 200           # the long form
     python bench/crash.py --kills 30 --seed 1   # what CI runs inside pytest (tests/test_crash.py)
+    python bench/crash.py --kills 60 --format csv --days 365 --top 3   # CSV, two-year series
 
 Each episode starts from a data folder (empty, or holding a complete earlier run so that kills
 land while existing files are being replaced), SIGKILLs one to four `python main.py collect`
@@ -107,9 +108,9 @@ def cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def data_files(root: Path) -> list[Path]:
+def data_files(root: Path, fmt: str = "parquet") -> list[Path]:
     return sorted(
-        p for p in root.rglob("*.parquet") if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
+        p for p in root.rglob(f"*.{fmt}") if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
     )
 
 
@@ -121,13 +122,13 @@ def dataset_of(rel: Path) -> str:
     return rel.parts[0]
 
 
-def read_tree(root: Path, report: Report | None = None) -> dict[str, pl.DataFrame]:
+def read_tree(root: Path, report: Report | None = None, fmt: str = "parquet") -> dict[str, pl.DataFrame]:
     """Every data file, by path relative to root. Unreadable ones are counted in `report`."""
     out = {}
-    for path in data_files(root):
+    for path in data_files(root, fmt):
         rel = path.relative_to(root)
         try:
-            out[str(rel)] = read_file(path, dataset_of(rel), "parquet")
+            out[str(rel)] = read_file(path, dataset_of(rel), fmt)
         except CorruptFileError as exc:
             if report is None:
                 raise
@@ -145,7 +146,7 @@ def check_tree(tree: dict[str, pl.DataFrame], report: Report) -> None:
             report.problems.append(f"{dups} duplicate keys in {rel}")
 
 
-def check_checkpoint(root: Path, reference: dict[str, pl.DataFrame], report: Report) -> None:
+def check_checkpoint(root: Path, reference: dict[str, pl.DataFrame], report: Report, fmt: str = "parquet") -> None:
     """Every span the checkpoint claims is on disk: the reference rows inside it are stored."""
     path = root / "_state" / "checkpoint.json"
     if not path.exists():
@@ -156,7 +157,7 @@ def check_checkpoint(root: Path, reference: dict[str, pl.DataFrame], report: Rep
         report.unreadable_files += 1
         report.problems.append(f"checkpoint unreadable: {exc}")
         return
-    layout = Layout(root)
+    layout = Layout(root, fmt)
     for dataset, by_interval in (doc.get("series") or {}).items():
         for interval, by_asset in by_interval.items():
             length = INTERVAL_MS[interval]
@@ -166,7 +167,7 @@ def check_checkpoint(root: Path, reference: dict[str, pl.DataFrame], report: Rep
                 series_dir = layout.series_dir(SeriesKey(dataset, interval, asset))
                 ref = [df for rel, df in reference.items() if (root / rel).parent.parent == series_dir]
                 disk = [
-                    read_file(p, dataset, "parquet")
+                    read_file(p, dataset, fmt)
                     for _, p in layout.series_years(SeriesKey(dataset, interval, asset))
                 ]
                 want = _stamps(ref, span["from"], span["to"] - length)
@@ -224,8 +225,10 @@ class Campaign:
         latency_s: float = 0.004,
         rate_per_min: int = 3000,
         seed: int = 0,
+        fmt: str = "parquet",
     ):
         self.workdir = workdir
+        self.fmt = fmt
         self.top, self.days = top, days
         self.rate = rate_per_min
         self.rng = random.Random(seed)
@@ -252,7 +255,7 @@ class Campaign:
         }
 
     def args(self) -> list[str]:
-        return ["collect", "--days", str(self.days), "--top", str(self.top)]
+        return ["collect", "--days", str(self.days), "--top", str(self.top), "--format", self.fmt]
 
     def complete(self, data: Path, now: datetime) -> subprocess.CompletedProcess:
         self.emu.clock.set(now)
@@ -276,7 +279,10 @@ class Campaign:
         assert running.returncode == 0, out + err
         done = self.complete(self.ref_incr, NOW)
         assert done.returncode == 0, done.stdout + done.stderr
-        self.references = {"fresh": read_tree(self.ref_fresh), "incremental": read_tree(self.ref_incr)}
+        self.references = {
+            "fresh": read_tree(self.ref_fresh, fmt=self.fmt),
+            "incremental": read_tree(self.ref_incr, fmt=self.fmt),
+        }
 
     def wait_first_request(self, proc: subprocess.Popen) -> float:
         """Block until the emulator sees a request (or the process ends); return that moment."""
@@ -308,9 +314,9 @@ class Campaign:
         after = {p: p.stat().st_mtime_ns for p in data.rglob("*") if p.is_file()} if data.exists() else {}
         if after == before:
             report.kills_before_any_change += 1
-        tree = read_tree(data, report)
+        tree = read_tree(data, report, self.fmt)
         check_tree(tree, report)
-        check_checkpoint(data, reference, report)
+        check_checkpoint(data, reference, report, self.fmt)
         report.checks_after_kill += 1
         return True
 
@@ -337,7 +343,7 @@ class Campaign:
         left = temp_files(data)
         report.temp_files_left += len(left)
         report.problems += [f"temp file left: {p}" for p in left]
-        final = read_tree(data, report)
+        final = read_tree(data, report, self.fmt)
         check_tree(final, report)
         compare(final, reference, report, f"episode {report.episodes} ({mode})")
         report.episodes += 1
@@ -365,11 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--top", type=int, default=4)
     p.add_argument("--days", type=int, default=3)
+    p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     args = p.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     t0 = time.monotonic()
-    report = run_campaign(args.kills, seed=seed, top=args.top, days=args.days)
-    print(f"seed {seed}, top {args.top}, days {args.days}: {report.line()} ({time.monotonic() - t0:.0f} s)")
+    report = run_campaign(args.kills, seed=seed, top=args.top, days=args.days, fmt=args.format)
+    took = time.monotonic() - t0
+    print(f"seed {seed}, top {args.top}, days {args.days}, {args.format}: {report.line()} ({took:.0f} s)")
     for problem in report.problems[:30]:
         print("  " + problem)
     print("PASS" if report.ok else "FAIL")

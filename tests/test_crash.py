@@ -10,6 +10,7 @@ import sys
 import time
 
 import orjson
+import pytest
 
 from .conftest import NOW, ROOT, popen_cli, run_cli
 
@@ -20,13 +21,13 @@ sys.modules[_spec.name] = crash  # dataclasses look their module up while the cl
 _spec.loader.exec_module(crash)
 
 
-def test_thirty_random_sigkills_lose_no_row_duplicate_none_and_leave_every_file_readable(tmp_path):
+@pytest.mark.parametrize(("fmt", "kills"), [("parquet", 30), ("csv", 10)])
+def test_random_sigkills_lose_no_row_duplicate_none_and_leave_every_file_readable(tmp_path, fmt, kills):
     seed = random.randrange(1 << 30)
-    report = crash.run_campaign(30, seed=seed, workdir=tmp_path)
-    detail = f"seed {seed} (rerun: python bench/crash.py --kills 30 --seed {seed}): {report.line()}\n" + "\n".join(
-        report.problems[:20]
-    )
-    assert report.kills >= 30, detail
+    report = crash.run_campaign(kills, seed=seed, workdir=tmp_path, fmt=fmt)
+    rerun = f"python bench/crash.py --kills {kills} --seed {seed} --format {fmt}"
+    detail = f"seed {seed} (rerun: {rerun}): {report.line()}\n" + "\n".join(report.problems[:20])
+    assert report.kills >= kills, detail
     assert report.checks_after_kill == report.kills, detail
     assert report.rows_lost == 0, detail
     assert report.rows_extra == 0, detail
