@@ -3,7 +3,6 @@ after the data it describes, and rebuildable from the data files alone."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ import orjson
 
 from .atomic import write_bytes_atomic
 from .errors import CorruptFileError
-from .intervals import INTERVAL_MS, year_start_ms
+from .intervals import INTERVAL_MS, iso_minutes, year_start_ms
 from .layout import Layout, SeriesKey
 from .schemas import first_last_ms
 
@@ -92,7 +91,7 @@ class Checkpoint:
                         spans[SeriesKey(dataset, interval, asset)] = Span(int(span["from"]), int(span["to"]))
             cp = cls(layout, spans, doc.get("last_run"))
             cp.vs_currency = doc.get("vs_currency")
-            cp._files = _fingerprints(doc.get("files"))
+            cp._files = fingerprints(doc.get("files"))
             return cp
         except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
             log.warning("checkpoint %s unreadable (%s): rebuilding it from the data files", path, exc)
@@ -191,7 +190,7 @@ class Checkpoint:
         if not trust and old is not None and latest != old:
             log.warning(
                 "%s: its files no longer hold all of the recorded span; keeping %s, the rest is fetched again",
-                key, "nothing" if latest is None else f"{_iso(latest.start)}..{_iso(latest.end)}",
+                key, "nothing" if latest is None else f"{iso_minutes(latest.start)}..{iso_minutes(latest.end)}",
             )
         return seen
 
@@ -306,7 +305,7 @@ class Checkpoint:
             self._saved_calls = covers
 
 
-def _fingerprints(raw) -> dict[str, tuple[int, ...]]:
+def fingerprints(raw) -> dict[str, tuple[int, ...]]:
     """The saved file fingerprints, (size, mtime_ns) and for a Parquet file the span its footer
     records; anything malformed is dropped (the file is read instead)."""
     out: dict[str, tuple[int, ...]] = {}
@@ -340,10 +339,6 @@ def _within_year(span: Span, year: int) -> Span | None:
     lo, hi = year_start_ms(year), year_start_ms(year + 1)
     start, end = max(span.start, lo), min(span.end, hi)
     return Span(start, end) if start < end else None
-
-
-def _iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def _contains(outer: tuple[int, ...], inner: tuple[int, ...]) -> bool:

@@ -31,7 +31,7 @@ from .errors import (
     Unreachable,
     UsageError,
 )
-from .intervals import INTERVAL_MS
+from .intervals import INTERVAL_MS, iso_minutes
 from .layout import Layout, SeriesKey
 from .lock import DataLock
 from .planner import (
@@ -248,7 +248,8 @@ class Collector:
             spans=checkpoint.spans(), snapshot_hours=snapshot_hours, markets=[],
         )
         for lost in plan.lost:
-            msg = f"{lost.key}: {lost.reason} ({_iso(lost.start)} to {_iso(lost.end)} cannot be fetched again)"
+            gone = f"{iso_minutes(lost.start)} to {iso_minutes(lost.end)}"
+            msg = f"{lost.key}: {lost.reason} ({gone} cannot be fetched again)"
             result.lost.append(msg)
             log.warning(msg)
         snap_rows = {}
@@ -661,10 +662,6 @@ def _as_completed_interruptibly(futures) -> Iterator[Future]:
                 break
             except queue.Empty:
                 continue
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def _category(exc: ApiError) -> str:

@@ -19,6 +19,11 @@ def ohlc_interval_for_days(days: int) -> str:
     return "4d"
 
 
+def iso_minutes(ms: int) -> str:
+    """Epoch milliseconds as a UTC time to the minute, for messages: 2026-11-20T12:00Z."""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
 def year_start_ms(year: int) -> int:
     """The first instant of UTC `year`, in epoch milliseconds: where one year file ends."""
     return int(dt.datetime(year, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)

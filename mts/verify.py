@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -24,9 +24,9 @@ import polars as pl
 
 from . import schemas
 from . import store as store_mod
-from .checkpoint import VERSION, Checkpoint, Span
+from .checkpoint import VERSION, Checkpoint, Span, fingerprints
 from .errors import CorruptFileError, ExitCode
-from .intervals import INTERVAL_MS, OHLC_DAYS
+from .intervals import INTERVAL_MS, OHLC_DAYS, iso_minutes
 from .inventory import saved_last_run
 from .layout import Layout, SeriesKey
 from .planner import DAY, HOUR, OhlcCall, RangeCall, split_span, window_start
@@ -65,7 +65,7 @@ class Problem:
     def as_dict(self) -> dict:
         d: dict = {"kind": self.kind, "where": self.where, "detail": self.detail}
         if self.start is not None and self.end is not None:
-            d["from"], d["to"] = _iso(self.start), _iso(self.end)
+            d["from"], d["to"] = iso_minutes(self.start), iso_minutes(self.end)
         return d
 
 
@@ -184,7 +184,7 @@ def _recorded_files(layout: Layout) -> list[str]:
         files = orjson.loads(layout.checkpoint_path.read_bytes()).get("files")
     except (ValueError, AttributeError, OSError):
         return []
-    return sorted(rel for rel in files if isinstance(rel, str)) if isinstance(files, dict) else []
+    return sorted(fingerprints(files))  # the entries a load would use, no others
 
 
 def check(layout: Layout, now: datetime, plan: Plan | None = None) -> VerifyReport:
@@ -281,7 +281,7 @@ def _series_problems(
                         "checkpoint",
                         str(key),
                         f"{outside} stored rows outside the checkpoint's span "
-                        f"{_iso(span.start)}..{_iso(span.end)}",
+                        f"{iso_minutes(span.start)}..{iso_minutes(span.end)}",
                         key,
                     )
                 )
@@ -321,7 +321,7 @@ def _range_calls(
     for start, end in runs:
         if oldest is not None and start < oldest:
             lost.append(
-                f"{key}: {_iso(start)} to {_iso(min(end, oldest))} is older than the plan's "
+                f"{key}: {iso_minutes(start)} to {iso_minutes(min(end, oldest))} is older than the plan's "
                 f"{plan.history_days}-day history and cannot be fetched again"
             )
             start = oldest
@@ -359,7 +359,7 @@ def _ohlc_call(
     days = fitting[0] if fitting else allowed[-1]
     served_from = now_ms - days * DAY
     lost = [
-        f"{key}: {key.interval} candles from {_iso(s)} to {_iso(min(e, served_from))} "
+        f"{key}: {key.interval} candles from {iso_minutes(s)} to {iso_minutes(min(e, served_from))} "
         f"are older than "
         f"{days} days and are no longer served"
         for s, e in runs
@@ -550,5 +550,3 @@ def _ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
