@@ -42,19 +42,25 @@ FROM ma WHERE n = {w} GROUP BY day ORDER BY day
 """
 
 
+def duckdb_source(data: Path, fmt: str) -> str:
+    """The rows as a DuckDB table expression: the data folder's files, or one file ("one")."""
+    if fmt == "one":
+        return f"read_parquet('{data}')"
+    glob = str(data / "market_chart" / "**" / f"*.{fmt}")
+    if fmt == "parquet":
+        return f"read_parquet('{glob}', hive_partitioning = true)"
+    return (f"read_csv('{glob}', hive_partitioning = true, header = true, "
+            "columns = {'timestamp': 'TIMESTAMPTZ', 'price': 'DOUBLE', 'market_cap': 'DOUBLE', "
+            "'total_volume': 'DOUBLE', 'sampled_at': 'TIMESTAMPTZ'})")
+
+
 def duckdb_breadth(data: Path, fmt: str):
     import duckdb
 
-    glob = str(data / "market_chart" / "**" / f"*.{fmt}")
-    if fmt == "parquet":
-        source = f"read_parquet('{glob}', hive_partitioning = true)"
-    else:
-        source = (f"read_csv('{glob}', hive_partitioning = true, header = true, "
-                  "columns = {'timestamp': 'TIMESTAMPTZ', 'price': 'DOUBLE', 'market_cap': 'DOUBLE', "
-                  "'total_volume': 'DOUBLE', 'sampled_at': 'TIMESTAMPTZ'})")
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    rows = con.execute(DUCKDB_SQL.format(source=source, w=WINDOW, w1=WINDOW - 1, above=ABOVE)).fetchall()
+    sql = DUCKDB_SQL.format(source=duckdb_source(data, fmt), w=WINDOW, w1=WINDOW - 1, above=ABOVE)
+    rows = con.execute(sql).fetchall()
     con.close()
     return [(d.date() if hasattr(d, "date") else d, round(s, 12), n) for d, s, n in rows]
 
@@ -72,9 +78,12 @@ def duckdb_scan(data: Path, fmt: str):
 
 
 def polars_source(data: Path, fmt: str):
-    """The columns the breadth query needs (asset_id, timestamp, price), as a lazy frame."""
+    """The columns the breadth query needs (asset_id, timestamp, price), as a lazy frame: from
+    the data folder's files, or from one file ("one")."""
     import polars as pl
 
+    if fmt == "one":
+        return pl.scan_parquet(data).select("asset_id", "timestamp", "price")
     glob = str(data / "market_chart" / "**" / f"*.{fmt}")
     if fmt == "parquet":
         return pl.scan_parquet(glob, hive_partitioning=True).select("asset_id", "timestamp", "price")
@@ -158,6 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"polars reading the query's three columns: parquet {cols['parquet'] * 1000:.1f} ms,"
           f" csv {cols['csv'] * 1000:.1f} ms; csv query / parquet read {ratio(times['polars', 'csv'], cols['parquet'])}"
           " (the most any Parquet query could gain here)")
+    # What the layout costs: the same rows as one Parquet file (not mts's layout, which SPEC
+    # fixes at one file per asset and year). The gap between the two is the per-file cost; what
+    # is left of the query over one file is the query's own computing, which no storage removes.
+    one = work / "one.parquet"
+    polars_source(folders["parquet"], "parquet").collect().write_parquet(one, compression="zstd")
+    for engine, fn in (("duckdb", duckdb_breadth), ("polars", polars_breadth)):
+        t, out = best_of(lambda fn=fn: fn(one, "one"), args.repeat)
+        if out != answers[engine, "parquet"]:
+            raise SystemExit(f"{engine} over one file disagrees with the folder")
+        print(f"{engine:<7} one file {t * 1000:9.1f} ms  (all rows in one Parquet file, not mts's layout):"
+              f" csv/one file {ratio(times[engine, 'csv'], t)}")
     if answers["duckdb", "parquet"]:
         d, s, n = answers["duckdb", "parquet"][-1]
         print(f"last day {d}: {s:.1%} of {n} assets above their {WINDOW}-day average")
