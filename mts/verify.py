@@ -159,39 +159,36 @@ def find_gaps(ts_ms: list[int], step: int) -> list[tuple[int, int]]:
     return [(a + step, b) for a, b in zip(ts_ms, ts_ms[1:], strict=False) if b - a > step]
 
 
-def read_checkpoint_spans(layout: Layout) -> tuple[dict[SeriesKey, Span] | None, str | None]:
-    """The spans the saved checkpoint claims, or None and why it cannot be used as it is."""
+def read_checkpoint(layout: Layout) -> tuple[dict[SeriesKey, Span] | None, list[str], str | None]:
+    """What the saved checkpoint says, from one read: the spans it claims (None, and why, when
+    they cannot be used as they are) and the data files it records (paths under the root; the
+    entries a load would use, no others)."""
     path = layout.checkpoint_path
     if not path.exists():
-        return None, "missing"
+        return None, [], "missing"
     try:
         doc = orjson.loads(path.read_bytes())
+        files = sorted(fingerprints(doc.get("files")))
+    except (ValueError, AttributeError, OSError) as exc:
+        return None, [], f"unreadable ({_first_line(exc)})"
+    try:
         if doc.get("version") != VERSION:
-            return None, f"version {doc.get('version')!r} is not {VERSION}"
+            return None, files, f"version {doc.get('version')!r} is not {VERSION}"
         return {
             SeriesKey(ds, iv, asset): Span(int(s["from"]), int(s["to"]))
             for ds, by_iv in doc.get("series", {}).items()
             for iv, by_asset in by_iv.items()
             for asset, s in by_asset.items()
-        }, None
-    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
-        return None, f"unreadable ({_first_line(exc)})"
-
-
-def _recorded_files(layout: Layout) -> list[str]:
-    """The data files the saved checkpoint records (paths under the root), if it can be read."""
-    try:
-        files = orjson.loads(layout.checkpoint_path.read_bytes()).get("files")
-    except (ValueError, AttributeError, OSError):
-        return []
-    return sorted(fingerprints(files))  # the entries a load would use, no others
+        }, files, None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return None, files, f"unreadable ({_first_line(exc)})"
 
 
 def check(layout: Layout, now: datetime, plan: Plan | None = None) -> VerifyReport:
     """Every check, nothing changed."""
     report = VerifyReport(str(layout.root))
     expected: set[Path] = set()
-    spans, cp_error = read_checkpoint_spans(layout)
+    spans, recorded_files, cp_error = read_checkpoint(layout)
     now_ms = _ms(now)
     oldest_ms = (
         window_start(now_ms, 100_000, plan) if plan is not None and plan.history_days else None
@@ -217,7 +214,7 @@ def check(layout: Layout, now: datetime, plan: Plan | None = None) -> VerifyRepo
         report.files += 1
         report.problems += check_file(path, "markets", layout.fmt, year, _rel(layout, path))[1]
 
-    for rel in _recorded_files(layout):
+    for rel in recorded_files:
         if not (layout.root / rel).exists():
             report.problems.append(
                 Problem("checkpoint", rel, "recorded by the checkpoint but gone: the next collect fetches it again")
@@ -442,7 +439,7 @@ def repair(
                 f"{fetch['rows_stored']} rows stored, {fetch['assets_failed']} assets failed"
             )
         if before.problems:
-            old, _ = read_checkpoint_spans(layout)
+            old, _, _ = read_checkpoint(layout)
             last_run = saved_last_run(layout)
             cp = Checkpoint.rebuild(layout)
             cp.last_run = last_run
